@@ -1,0 +1,1 @@
+"""Rotation of Amazon SES SMTP credentials for AWS Secrets Manager."""
