@@ -1,0 +1,98 @@
+"""IAM access keys of one SMTP user: the only code that calls IAM.
+
+IAM allows at most two access keys per user, Inactive ones included; `create` turns IAM's
+`LimitExceeded` into a KeyLimitError that says what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from lambda_function.errors import InvalidSecretError, KeyLimitError
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+MAX_KEYS_PER_USER = 2
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    access_key_id: str
+    status: str  # "Active" or "Inactive"
+    created: datetime
+
+
+@dataclass(frozen=True)
+class NewAccessKey:
+    access_key_id: str
+    secret_access_key: str = field(repr=False)  # never stored, logged or returned
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class AccessKeys:
+    """The access keys of `user_name`."""
+
+    def __init__(self, iam: IAMClient, user_name: str) -> None:
+        self._iam = iam
+        self.user_name = user_name
+
+    def require_user(self) -> None:
+        """Raise InvalidSecretError when the IAM user does not exist."""
+        try:
+            self._iam.get_user(UserName=self.user_name)
+        except ClientError as error:
+            if _code(error) == "NoSuchEntity":
+                raise InvalidSecretError(
+                    f"IAM user {self.user_name} (the secret's iam_user_name) does not exist; "
+                    "create it or fix iam_user_name."
+                ) from None
+            raise
+
+    def list(self) -> list[AccessKey]:
+        response = self._iam.list_access_keys(UserName=self.user_name)
+        return [
+            AccessKey(key["AccessKeyId"], key["Status"], key["CreateDate"]) for key in response["AccessKeyMetadata"]
+        ]
+
+    def get(self, access_key_id: str) -> AccessKey | None:
+        return next((key for key in self.list() if key.access_key_id == access_key_id), None)
+
+    def create(self) -> NewAccessKey:
+        try:
+            key = self._iam.create_access_key(UserName=self.user_name)["AccessKey"]
+        except ClientError as error:
+            if _code(error) == "LimitExceeded":
+                raise KeyLimitError(
+                    f"IAM user {self.user_name} already has {MAX_KEYS_PER_USER} access keys; "
+                    "delete the one no application uses, then rotate again."
+                ) from None
+            raise
+        return NewAccessKey(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def delete(self, access_key_id: str) -> bool:
+        """Delete a key; return False when it was already gone (so retries are harmless)."""
+        try:
+            self._iam.delete_access_key(UserName=self.user_name, AccessKeyId=access_key_id)
+        except ClientError as error:
+            if _code(error) == "NoSuchEntity":
+                return False
+            raise
+        return True
+
+    def deactivate(self, access_key_id: str) -> bool:
+        """Set a key Inactive; return False when it does not exist."""
+        try:
+            self._iam.update_access_key(UserName=self.user_name, AccessKeyId=access_key_id, Status="Inactive")
+        except ClientError as error:
+            if _code(error) == "NoSuchEntity":
+                return False
+            raise
+        return True

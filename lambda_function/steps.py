@@ -1,0 +1,233 @@
+"""The four rotation steps (SPEC §4). Every step is idempotent: Secrets Manager may repeat any of
+them with the same token, at any point, after a crash.
+
+`run_step` checks the version stages once, then dispatches to `create_secret`, `set_secret`,
+`test_secret` or `finish_secret`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Logger
+
+from lambda_function.access_keys import MAX_KEYS_PER_USER, AccessKeys
+from lambda_function.errors import InvalidEventError, InvalidSecretError, KeyLimitError
+from lambda_function.secret_document import SecretDocument
+from lambda_function.secret_versions import CURRENT, PENDING, PREVIOUS, SecretVersions
+from lambda_function.settings import Settings
+from lambda_function.smtp_check import SmtpEndpoint, check_login
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What one invocation works with: the secret, IAM, the event's tokens and the settings."""
+
+    secrets: SecretVersions
+    iam: IAMClient
+    token: str
+    rotation_token: str | None
+    settings: Settings
+    default_region: str
+    deadline: float  # time.monotonic() by which the step must have returned
+    logger: Logger
+
+    def document(self, label: str, version_id: str | None = None) -> SecretDocument:
+        text = self.secrets.value(label, version_id)
+        if text is None:
+            raise InvalidSecretError(f"The {label} version of {self.secrets.secret_id} has no value.")
+        return SecretDocument.parse(text, self.default_region, label)
+
+    def pending(self) -> SecretDocument:
+        return self.document(PENDING, self.token)
+
+
+def run_step(step: str, rotation: Rotation) -> None:
+    """Check the token against the secret's stages, then run `step`.
+
+    The secret must have rotation enabled and the token must be one of its versions. A token
+    already `AWSCURRENT` means the rotation is done: the step does nothing, except that a retried
+    finishSecret still retires the previous key. Otherwise the token must be `AWSPENDING`.
+    """
+    if step not in STEPS:
+        raise InvalidEventError(f"Unknown Step {step!r}; expected one of {', '.join(STEPS)}.")
+    state = rotation.secrets.describe()
+    if not state.rotation_enabled:
+        raise InvalidSecretError(f"Secret {state.arn} does not have rotation enabled.")
+    labels = state.stages.get(rotation.token)
+    if labels is None:
+        raise InvalidSecretError(f"Token {rotation.token} is not a version of secret {state.arn}.")
+    if CURRENT in labels:
+        if step == "finishSecret":
+            _retire_previous_key(rotation, state.version_with(PREVIOUS))
+        else:
+            rotation.logger.info("Version is already AWSCURRENT; nothing to do")
+        return
+    if PENDING not in labels:
+        raise InvalidSecretError(
+            f"Version {rotation.token} of secret {state.arn} is not AWSPENDING (labels: {labels or 'none'})."
+        )
+    if step == "createSecret":
+        create_secret(rotation)
+    elif step == "setSecret":
+        set_secret(rotation)
+    elif step == "testSecret":
+        test_secret(rotation)
+    else:
+        finish_secret(rotation, state.version_with(CURRENT))
+
+
+def create_secret(rotation: Rotation) -> None:
+    """Create a new access key and store its SMTP credentials as the AWSPENDING version.
+
+    Guarantees: nothing changes when the current document or IAM user is invalid; the user never
+    holds more than two keys; a failed write leaves no orphan key; a retry does not create a
+    second key. Raises InvalidSecretError, KeyLimitError.
+    """
+    log = rotation.logger
+    if rotation.secrets.value(PENDING, rotation.token) is not None:
+        log.info("AWSPENDING already has a value; createSecret already done")
+        return
+    current = rotation.document(CURRENT)
+    keys = AccessKeys(rotation.iam, current.iam_user_name)
+    keys.require_user()
+    _free_key_slot(rotation, keys, current)
+
+    new_key = keys.create()
+    log.info("Created access key", key_id=new_key.access_key_id, user=keys.user_name)
+    document = current.next_version(new_key.access_key_id, new_key.secret_access_key)
+    rotation_token = rotation.rotation_token
+    if rotation_token is not None and not rotation.secrets.supports_rotation_token():
+        log.warning("This botocore does not know PutSecretValue's RotationToken; sending without it")
+        rotation_token = None
+    try:
+        rotation.secrets.put_pending(rotation.token, json.dumps(document), rotation_token)
+    except Exception:
+        # A timeout may hide a write that succeeded: keep the key if the pending version names it.
+        stored = rotation.secrets.value(PENDING, rotation.token)
+        if stored is not None and json.loads(stored).get("username") == new_key.access_key_id:
+            log.warning("PutSecretValue failed but the pending version was stored", key_id=new_key.access_key_id)
+            return
+        keys.delete(new_key.access_key_id)
+        log.error("PutSecretValue failed; deleted the new access key", key_id=new_key.access_key_id)
+        raise
+    log.info("Stored AWSPENDING", key_id=new_key.access_key_id)
+
+
+def _free_key_slot(rotation: Rotation, keys: AccessKeys, current: SecretDocument) -> None:
+    """Make room for one key without deleting a key that applications may still use."""
+    existing = keys.list()
+    current_key = current.username if any(k.access_key_id == current.username for k in existing) else None
+    if current_key is not None:
+        # The current key is the one in use; any other is the previous rotation's grace key
+        # or an orphan of a crashed attempt.
+        doomed = [k for k in existing if k.access_key_id != current_key]
+    else:
+        if current.username is not None:
+            rotation.logger.warning("AWSCURRENT names an access key the user no longer has", key_id=current.username)
+        # Keys older than this rotation may be in use by applications: keep them. Keys created
+        # since the pending version appeared are orphans of a crashed attempt of this rotation.
+        started = rotation.secrets.created(rotation.token)
+        doomed = [k for k in existing if started is not None and k.created >= started]
+    for key in doomed:
+        keys.delete(key.access_key_id)
+        rotation.logger.info("Deleted access key to free a slot", key_id=key.access_key_id, status=key.status)
+    remaining = [k for k in existing if k not in doomed]
+    if len(remaining) >= MAX_KEYS_PER_USER:
+        listed = ", ".join(f"{k.access_key_id} ({k.status}, created {k.created:%Y-%m-%d})" for k in remaining)
+        raise KeyLimitError(
+            f"IAM user {keys.user_name} has {len(remaining)} access keys ({listed}) and the secret names "
+            "neither, so neither is safe to delete. Delete the one no application uses, or put its ID "
+            "in the secret's username field, then rotate again."
+        )
+
+
+def set_secret(rotation: Rotation) -> None:
+    """An IAM key is live once created: confirm the pending key exists and is Active."""
+    pending = rotation.pending()
+    if pending.username is None:
+        raise InvalidSecretError("The AWSPENDING version has no username; run createSecret first.")
+    key = AccessKeys(rotation.iam, pending.iam_user_name).get(pending.username)
+    if key is None or key.status != "Active":
+        raise InvalidSecretError(
+            f"The pending access key {pending.username} of IAM user {pending.iam_user_name} is "
+            f"{'missing' if key is None else key.status}; cancel this rotation and rotate again."
+        )
+    rotation.logger.info("Pending access key is Active", key_id=key.access_key_id)
+
+
+def test_secret(rotation: Rotation) -> None:
+    """Log in to the pending version's SMTP endpoint over TLS with the new credentials.
+
+    Other regions' passwords come from the same key by the same derivation, so the primary
+    endpoint proves them too. Raises SmtpConfigurationError, SmtpAuthenticationError, SmtpSendError.
+    """
+    pending = rotation.pending()
+    if pending.username is None or pending.password is None:
+        raise InvalidSecretError("The AWSPENDING version has no username/password; run createSecret first.")
+    settings = rotation.settings
+    endpoint = SmtpEndpoint(pending.host, pending.port, settings.smtp_connect_timeout)
+    deadline = min(time.monotonic() + settings.smtp_auth_timeout, rotation.deadline)
+    started = time.monotonic()
+
+    def on_retry(attempt: int, reason: str, delay: float) -> None:
+        rotation.logger.info(
+            "SMTP login not accepted yet; retrying", attempt=attempt, reply=reason, retry_in=round(delay, 2)
+        )
+
+    attempts = check_login(
+        endpoint,
+        pending.username,
+        pending.password,
+        deadline=deadline,
+        sender=settings.smtp_test_sender,
+        on_retry=on_retry,
+    )
+    rotation.logger.info(
+        "SMTP login accepted",
+        endpoint=str(endpoint),
+        key_id=pending.username,
+        attempts=attempts,
+        elapsed=round(time.monotonic() - started, 2),
+        sent_test_message=settings.smtp_test_sender is not None,
+    )
+
+
+def finish_secret(rotation: Rotation, current_version: str | None) -> None:
+    """Move AWSCURRENT to the token, then retire the old current key (keep/deactivate/delete)."""
+    if current_version is None:
+        raise InvalidSecretError(f"Secret {rotation.secrets.secret_id} has no AWSCURRENT version.")
+    pending = rotation.pending()  # validates the document before anything moves
+    rotation.secrets.promote(rotation.token, current_version)
+    rotation.logger.info("Moved AWSCURRENT", from_version=current_version, key_id=pending.username)
+    _retire_previous_key(rotation, current_version)
+
+
+def _retire_previous_key(rotation: Rotation, previous_version: str | None) -> None:
+    """Apply the previous-key action to `previous_version`'s key unless it is the current key.
+
+    Also runs when a finishSecret is retried after the label moved, so the action is never lost.
+    """
+    current = rotation.document(CURRENT)
+    action = current.previous_key_action or rotation.settings.previous_key_action
+    text = rotation.secrets.value_of_version(previous_version) if previous_version else None
+    previous = SecretDocument.parse(text, rotation.default_region, PREVIOUS) if text else None
+    if previous is None or previous.username is None or previous.username == current.username:
+        rotation.logger.info("No previous access key to retire")
+        return
+    keys = AccessKeys(rotation.iam, previous.iam_user_name)
+    if action == "delete":
+        done = keys.delete(previous.username)
+    elif action == "deactivate":
+        done = keys.deactivate(previous.username)
+    else:
+        done = keys.get(previous.username) is not None
+    rotation.logger.info("Applied previous-key action", action=action, key_id=previous.username, key_existed=done)
