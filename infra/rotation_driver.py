@@ -12,7 +12,6 @@ starting state we need.
 
 from __future__ import annotations
 
-import secrets as _random
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -70,7 +69,7 @@ def run_steps(
     rotation_token: str | None = None,
 ) -> dict[str, float]:
     """Invoke each step in order; return the seconds each took. Exceptions propagate."""
-    rotation_token = rotation_token or _random.token_hex(16)
+    rotation_token = rotation_token or str(uuid.uuid4())  # a UUID, like Secrets Manager's
     timings: dict[str, float] = {}
     for step in steps:
         started = time.monotonic()

@@ -54,14 +54,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
         parsed = _parse_event(event)
         logger.append_keys(step=parsed.step, secret_id=parsed.secret_id, version_id=parsed.client_request_token)
         settings = Settings.from_env()
-        session = boto3.session.Session()
+        secrets = boto3.client("secretsmanager")
         rotation = Rotation(
-            secrets=SecretVersions(session.client("secretsmanager"), parsed.secret_id),
-            iam=session.client("iam"),
+            secrets=SecretVersions(secrets, parsed.secret_id),
+            iam=boto3.client("iam"),
             token=parsed.client_request_token,
             rotation_token=event.get("RotationToken"),
             settings=settings,
-            default_region=session.region_name or os.environ.get("AWS_REGION", "us-east-1"),
+            default_region=secrets.meta.region_name,
             deadline=started + context.get_remaining_time_in_millis() / 1000 - LAMBDA_MARGIN_SECONDS,
             logger=logger,
         )

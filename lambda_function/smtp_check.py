@@ -6,7 +6,7 @@ Authentication Credentials Invalid`, exactly as for a wrong password. So `535`, 
 and jitter until a deadline; configuration problems (DNS, certificates, no STARTTLS or AUTH)
 fail at once.
 
-    attempts = check_login(SmtpEndpoint("email-smtp.eu-west-1.amazonaws.com", 587),
+    attempts = check_login(SmtpEndpoint("email-smtp.eu-west-1.amazonaws.com", 587, False),
                            "AKIA...", password, deadline=time.monotonic() + 120)
 """
 
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from lambda_function.errors import SmtpAuthenticationError, SmtpConfigurationError, SmtpSendError
-from lambda_function.secret_document import IMPLICIT_TLS_PORTS
 
 SIMULATOR_RECIPIENT = "success@simulator.amazonses.com"
 TRANSIENT_CODES = frozenset({421, 454, 535})
@@ -34,11 +33,8 @@ BACKOFF_CAP_SECONDS = 4.0  # the real propagation delay is seconds: don't oversl
 class SmtpEndpoint:
     host: str
     port: int
+    implicit_tls: bool  # TLS from the first byte (465, 2465) rather than STARTTLS
     connect_timeout: float = 10.0
-
-    @property
-    def implicit_tls(self) -> bool:
-        return self.port in IMPLICIT_TLS_PORTS
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"

@@ -174,7 +174,7 @@ def test_secret(rotation: Rotation) -> None:
     if pending.username is None or pending.password is None:
         raise InvalidSecretError("The AWSPENDING version has no username/password; run createSecret first.")
     settings = rotation.settings
-    endpoint = SmtpEndpoint(pending.host, pending.port, settings.smtp_connect_timeout)
+    endpoint = SmtpEndpoint(pending.host, pending.port, pending.implicit_tls, settings.smtp_connect_timeout)
     deadline = min(time.monotonic() + settings.smtp_auth_timeout, rotation.deadline)
     started = time.monotonic()
 
