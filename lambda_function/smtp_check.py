@@ -102,7 +102,9 @@ def _attempt(endpoint: SmtpEndpoint, username: str, password: str, sender: str |
     try:
         smtp.user, smtp.password = username, password
         # smtp.login() would retry a refused PLAIN as LOGIN: two failures per attempt.
-        smtp.auth("PLAIN", smtp.auth_plain, initial_response_ok=True)
+        code, reply = smtp.auth("PLAIN", smtp.auth_plain, initial_response_ok=True)
+        if code != 235:  # smtplib returns 503 ("send EHLO first", "already authenticated") as if fine
+            raise SmtpConfigurationError(f"{endpoint} answered AUTH with {code} {reply!r}, not 235.")
         if sender is not None:
             smtp.send_message(_test_message(sender), from_addr=sender, to_addrs=[SIMULATOR_RECIPIENT])
     except smtplib.SMTPAuthenticationError as error:

@@ -39,7 +39,7 @@ class LambdaContext:
 
 def invoke(event: dict[str, Any]) -> None:
     """Call the handler the way Lambda does (a fresh context per invocation)."""
-    lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
+    lambda_handler(event, LambdaContext())
 
 
 def secrets_client() -> SecretsManagerClient:

@@ -1,0 +1,135 @@
+"""Local AWS for tests and the demo: moto in server mode on loopback, and the env that points at it.
+
+    with MotoServer() as moto:
+        set_fake_aws_env(os.environ, moto.endpoint_url)   # boto3 now talks only to moto
+        ...
+        key = lookup_access_key("AKIA...")                # what the SES SMTP stand-in checks
+
+moto runs in a thread of this process, so ``lookup_access_key`` reads IAM's state straight from
+moto's backend: a key deleted or deactivated through the API is seen at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from datetime import UTC
+from types import TracebackType
+
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.iam.models import iam_backends
+from moto.server import ThreadedMotoServer
+
+from infra.ses_smtp import IamAccessKey
+
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Anything that could route a client elsewhere than the endpoint we set, or load real credentials.
+_UNSET = (
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+
+
+class MotoServer:
+    """moto's HTTP server on 127.0.0.1, on a random free port (``endpoint_url`` once started)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._server: ThreadedMotoServer | None = None
+        self._port = 0
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("moto is already running")
+        server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
+        server.start()
+        self._port = server.get_host_and_port()[1]  # the port the kernel chose for port 0
+        self._server = server
+
+    def stop(self) -> None:
+        """Stop the server. moto's state (in this process) survives until the process ends."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> MotoServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("moto is not running")
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+
+def set_fake_aws_env(env: MutableMapping[str, str], endpoint_url: str | None = None, region: str = "us-east-1") -> None:
+    """Give `env` fake credentials and `region`, and point AWS SDK clients at `endpoint_url`.
+
+    Use it on ``os.environ`` or on a copy passed to a subprocess. Nothing configured this way can
+    sign for a real AWS account: the credentials are fake, profiles and config files are out of
+    the way, and no service-specific endpoint (``AWS_ENDPOINT_URL_IAM`` ...) can override ours.
+    Without `endpoint_url`, an ``AWS_ENDPOINT_URL`` already in `env` is kept.
+    """
+    for name in _UNSET:
+        env.pop(name, None)
+    for name in [name for name in env if name.startswith("AWS_ENDPOINT_URL_")]:
+        del env[name]
+    env.update(FAKE_CREDENTIALS)
+    env.update(
+        {
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+    if endpoint_url is not None:
+        env["AWS_ENDPOINT_URL"] = endpoint_url
+
+
+def lookup_access_key(
+    access_key_id: str, *, account_id: str | None = None, partition: str = "aws"
+) -> IamAccessKey | None:
+    """Read an IAM access key from moto's state; None when it does not exist (or was deleted).
+
+    The account is ``MOTO_ACCOUNT_ID`` when set, else moto's default 123456789012 (what moto
+    answers requests signed with the fake credentials). IAM is global: moto keys its backend by
+    partition, not region. Fits ``infra.ses_smtp.KeyLookup``.
+    """
+    account = account_id or os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+    backend = iam_backends[account][partition]
+    key = backend.access_keys.get(access_key_id)
+    if key is None or key.user_name is None:  # None: a temporary (ASIA...) key, never SMTP
+        return None
+    # moto's DeleteUser leaves the user's keys in the backend's index: ask the user too.
+    user = backend.users.get(key.user_name)
+    if user is None or key not in user.access_keys:
+        return None
+    return IamAccessKey(
+        user_name=key.user_name,
+        secret_access_key=key.secret_access_key,
+        status=key.status,
+        create_date=key.create_date.replace(tzinfo=UTC),  # moto stores naive UTC
+    )
