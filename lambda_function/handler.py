@@ -7,6 +7,7 @@ clients and hands over to `steps.run_step`. It never logs the raw event: it hold
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -54,6 +55,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
         parsed = _parse_event(event)
         logger.append_keys(step=parsed.step, secret_id=parsed.secret_id, version_id=parsed.client_request_token)
         settings = Settings.from_env()
+        logger.debug("Settings", **dataclasses.asdict(settings))
         secrets = boto3.client("secretsmanager")
         rotation = Rotation(
             secrets=SecretVersions(secrets, parsed.secret_id),
