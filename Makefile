@@ -32,5 +32,8 @@ test: lint typecheck unit
 demo: setup
 	$(BIN)/python -m infra.demo $(ARGS)
 
+bench: setup
+	$(BIN)/python -m infra.bench
+
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

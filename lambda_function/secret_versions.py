@@ -64,15 +64,6 @@ class SecretVersions:
             raise
         return response.get("SecretString")
 
-    def value_of_version(self, version_id: str) -> str | None:
-        """The SecretString of a version whatever its labels (for the old current version)."""
-        try:
-            return self._client.get_secret_value(SecretId=self.secret_id, VersionId=version_id).get("SecretString")
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return None
-            raise
-
     def created(self, version_id: str) -> datetime | None:
         """When Secrets Manager created a version (for the pending one: when this rotation began)."""
         kwargs: dict[str, Any] = {"SecretId": self.secret_id, "IncludeDeprecated": True}

@@ -67,7 +67,7 @@ def run_step(step: str, rotation: Rotation) -> None:
         raise InvalidSecretError(f"Token {rotation.token} is not a version of secret {state.arn}.")
     if CURRENT in labels:
         if step == "finishSecret":
-            _retire_previous_key(rotation, state.version_with(PREVIOUS))
+            _retire_previous_key(rotation, rotation.document(CURRENT), state.version_with(PREVIOUS))
         else:
             rotation.logger.info("Version is already AWSCURRENT; nothing to do")
         return
@@ -208,26 +208,26 @@ def finish_secret(rotation: Rotation, current_version: str | None) -> None:
     pending = rotation.pending()  # validates the document before anything moves
     rotation.secrets.promote(rotation.token, current_version)
     rotation.logger.info("Moved AWSCURRENT", from_version=current_version, key_id=pending.username)
-    _retire_previous_key(rotation, current_version)
+    _retire_previous_key(rotation, pending, current_version)
 
 
-def _retire_previous_key(rotation: Rotation, previous_version: str | None) -> None:
+def _retire_previous_key(rotation: Rotation, current: SecretDocument, previous_version: str | None) -> None:
     """Apply the previous-key action to `previous_version`'s key unless it is the current key.
 
     Also runs when a finishSecret is retried after the label moved, so the action is never lost.
+    The action comes from the new current version's `previous_key_action`, else the setting.
     """
-    current = rotation.document(CURRENT)
     action = current.previous_key_action or rotation.settings.previous_key_action
-    text = rotation.secrets.value_of_version(previous_version) if previous_version else None
+    text = rotation.secrets.value(PREVIOUS, previous_version) if previous_version else None
     previous = SecretDocument.parse(text, rotation.default_region, PREVIOUS) if text else None
     if previous is None or previous.username is None or previous.username == current.username:
         rotation.logger.info("No previous access key to retire")
         return
     keys = AccessKeys(rotation.iam, previous.iam_user_name)
     if action == "delete":
-        done = keys.delete(previous.username)
+        found = keys.delete(previous.username)
     elif action == "deactivate":
-        done = keys.deactivate(previous.username)
-    else:
-        done = keys.get(previous.username) is not None
-    rotation.logger.info("Applied previous-key action", action=action, key_id=previous.username, key_existed=done)
+        found = keys.deactivate(previous.username)
+    else:  # keep: a grace period for consumers that cache the secret; the next rotation deletes it
+        found = True
+    rotation.logger.info("Applied previous-key action", action=action, key_id=previous.username, key_found=found)
