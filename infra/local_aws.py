@@ -11,6 +11,8 @@ moto's backend: a key deleted or deactivated through the API is seen at once.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import MutableMapping
 from datetime import UTC
@@ -18,6 +20,7 @@ from types import TracebackType
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
+from moto.secretsmanager.models import SecretsManagerBackend
 from moto.server import ThreadedMotoServer
 
 from infra.ses_smtp import IamAccessKey
@@ -37,6 +40,28 @@ _UNSET = (
 )
 
 
+def _list_real_version_dates() -> None:
+    """Make moto's ListSecretVersionIds report when each version was created, as AWS does.
+
+    moto 5 stores a version's creation time but lists every version as created *now*. createSecret
+    relies on the real value to tell the orphan key of a crashed attempt (created after the
+    pending version) from an older key that applications may still use.
+    """
+    original = SecretsManagerBackend.list_secret_version_ids
+    if getattr(original, "lists_real_dates", False):
+        return
+
+    def list_secret_version_ids(self: SecretsManagerBackend, secret_id: str) -> str:
+        listing = json.loads(original(self, secret_id))
+        versions = self.secrets[secret_id].versions
+        for version in listing["Versions"]:
+            version["CreatedDate"] = versions[version["VersionId"]].get("createdate", version["CreatedDate"])
+        return json.dumps(listing)
+
+    list_secret_version_ids.lists_real_dates = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.list_secret_version_ids = list_secret_version_ids  # type: ignore[method-assign]
+
+
 class MotoServer:
     """moto's HTTP server on 127.0.0.1, on a random free port (``endpoint_url`` once started)."""
 
@@ -48,6 +73,8 @@ class MotoServer:
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("moto is already running")
+        _list_real_version_dates()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
         server.start()
         self._port = server.get_host_and_port()[1]  # the port the kernel chose for port 0
