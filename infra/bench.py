@@ -23,6 +23,7 @@ from typing import Any
 
 import boto3
 
+from infra.lambda_invoke import LocalContext
 from infra.local_aws import MotoServer, set_fake_aws_env
 from infra.rotation_driver import STEPS, begin_rotation, step_event
 
@@ -58,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         from lambda_function.handler import lambda_handler
-        from tests.support import LambdaContext
 
         boto3.client("iam").create_user(UserName="ses-smtp-bench")
         secrets = boto3.client("secretsmanager")
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             for step in STEPS:
                 current_step[0] = step
                 started = time.perf_counter()
-                lambda_handler(step_event(step, arn, token, None), LambdaContext())
+                lambda_handler(step_event(step, arn, token, None), LocalContext.with_timeout(300))
                 step_times[step].append(time.perf_counter() - started)
             print(f"rotation: {sum(calls.values()) - calls_before} AWS API calls")
 

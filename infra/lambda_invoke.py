@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import logging
 import os
 import select
 import subprocess
@@ -246,7 +247,16 @@ class LambdaWorker:
 
 
 class LocalContext:
-    """The context object Lambda passes to a Python handler (the attributes Powertools reads)."""
+    """The context object Lambda passes to a Python handler (the attributes Powertools reads).
+
+    Also for calling a handler in-process: ``handler(event, LocalContext.with_timeout(300))``.
+    """
+
+    @classmethod
+    def with_timeout(cls, seconds: float, function_arn: str = "") -> LocalContext:
+        deadline_ms = int((time.time() + seconds) * 1000)
+        arn = function_arn or f"arn:aws:lambda:us-east-1:{DEFAULT_ACCOUNT_ID}:function:local"
+        return cls(str(uuid.uuid4()), deadline_ms, arn)
 
     def __init__(self, request_id: str, deadline_ms: int, function_arn: str) -> None:
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
@@ -288,6 +298,8 @@ def _error(error_type: str, error: BaseException) -> dict[str, Any]:
 
 def serve(handler_name: str, results: IO[str]) -> int:
     """The worker's life: INIT, then one invocation per stdin line until EOF."""
+    # Like Lambda's Python runtime: the root logger writes to the log at AWS_LAMBDA_LOG_LEVEL.
+    logging.basicConfig(level=os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING").upper(), stream=sys.stdout)
     try:
         handler = load_handler(handler_name)
     except Exception as error:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
+import smtplib
+import ssl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -15,31 +15,27 @@ from botocore.exceptions import ClientError
 from mypy_boto3_iam import IAMClient
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from infra.lambda_invoke import LocalContext
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.handler import lambda_handler
 
 
-@dataclass
-class LambdaContext:
-    """The parts of Lambda's context object that the handler and Powertools read."""
-
-    timeout_seconds: float = 300.0
-    function_name: str = "ses-smtp-rotation-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ses-smtp-rotation-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def __post_init__(self) -> None:
-        self._ends = time.monotonic() + self.timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._ends - time.monotonic()) * 1000)
-
-
 def invoke(event: dict[str, Any]) -> None:
     """Call the handler the way Lambda does (a fresh context per invocation)."""
-    lambda_handler(event, LambdaContext())
+    lambda_handler(event, LocalContext.with_timeout(300))
+
+
+def smtp_login_code(ses: SesSmtpStandIn, username: str, password: str) -> int:
+    """What the stand-in answers an application's AUTH PLAIN over STARTTLS (235 = accepted)."""
+    with smtplib.SMTP(ses.host, ses.starttls_port, timeout=10) as smtp:
+        smtp.starttls(context=ssl.create_default_context(cafile=ses.ca_path))
+        smtp.ehlo()  # STARTTLS resets the session: without it the server answers 503
+        smtp.user, smtp.password = username, password
+        try:
+            return smtp.auth("PLAIN", smtp.auth_plain)[0]
+        except smtplib.SMTPAuthenticationError as error:
+            return error.smtp_code
 
 
 def secrets_client() -> SecretsManagerClient:

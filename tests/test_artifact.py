@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import smtplib
-import ssl
 import subprocess
 import uuid
 import zipfile
@@ -30,6 +28,7 @@ from mypy_boto3_iam import IAMClient
 from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
+from tests.support import smtp_login_code
 from tests.test_template import FUNCTION_ID, REPO, deploy, tool
 
 PACKAGE = "lambda_function"
@@ -225,18 +224,6 @@ def artifact_function(
     }
     set_fake_aws_env(env, moto_server.endpoint_url, region=ses_smtp.region)
     yield ArtifactFunction(build, function["Handler"], float(function["Timeout"]), env, tmp_path)
-
-
-def smtp_login_code(ses: SesSmtpStandIn, username: str, password: str) -> int:
-    """What the SMTP endpoint answers an application logging in with the secret (235 = accepted)."""
-    with smtplib.SMTP(ses.host, ses.starttls_port, timeout=10) as smtp:
-        smtp.starttls(context=ssl.create_default_context(cafile=ses.ca_path))
-        smtp.ehlo()
-        smtp.user, smtp.password = username, password
-        try:
-            return smtp.auth("PLAIN", smtp.auth_plain)[0]
-        except smtplib.SMTPAuthenticationError as error:
-            return error.smtp_code
 
 
 def test_built_artifact_alone_completes_two_rotations_against_moto_and_the_smtp_endpoint(

@@ -1,6 +1,6 @@
 """Nothing secret reaches a log line or output, even at DEBUG everywhere (SPEC §9, item 6).
 
-The handler runs in a subprocess configured like Lambda at log level DEBUG: the root logger at
+The handler runs in a Lambda-like worker process at log level DEBUG: the root logger at
 DEBUG (botocore would log request and response bodies) and Powertools at DEBUG. We capture all
 it writes across whole rotations, one of them failing, and look for every secret we know of.
 """
@@ -12,42 +12,18 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+import uuid
 from typing import Any
 
 import pytest
 
+from infra.lambda_invoke import LambdaWorker
 from infra.local_aws import lookup_access_key
 from infra.rotation_driver import STEPS, begin_rotation, step_event
 from infra.ses_smtp import SesSmtpStandIn
 from tests.support import create_secret, secrets_client
 
-ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_AT_DEBUG = """
-import json, logging, sys
-logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)  # what Lambda does at DEBUG
-from tests.support import invoke
-for event in json.loads(sys.stdin.read()):
-    try:
-        invoke(event)
-    except Exception as error:
-        print(f"{event['Step']} failed: {type(error).__name__}: {error}", file=sys.stderr)
-        sys.exit(1)
-"""
-
-
-def run_steps_at_debug(events: list[dict[str, Any]], env: dict[str, str]) -> tuple[int, str]:
-    result = subprocess.run(
-        [sys.executable, "-c", LAMBDA_AT_DEBUG],
-        input=json.dumps(events),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    return result.returncode, result.stdout + result.stderr
+HANDLER = "lambda_function.handler.lambda_handler"
 
 
 def secrets_of(value: dict[str, Any]) -> set[str]:
@@ -65,6 +41,7 @@ def secrets_of(value: dict[str, Any]) -> set[str]:
 def test_no_password_key_token_or_auth_exchange_in_any_output_at_debug(
     iam_user: str, ses_smtp: SesSmtpStandIn, smtp_ca: str
 ) -> None:
+    # Lambda at log level DEBUG: the runtime sets the root logger to DEBUG; Powertools follows.
     env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"}
     arn = create_secret({"iam_user_name": iam_user, "regions": ["eu-west-1"]}, ses_smtp)
     sm = secrets_client()
@@ -72,18 +49,25 @@ def test_no_password_key_token_or_auth_exchange_in_any_output_at_debug(
     for rotation in range(3):
         failing = rotation == 2  # the third rotation's key is never accepted in time
         token = begin_rotation(sm, arn)
-        rotation_token = f"{token[:-12]}{'0' * 11}{rotation}"
-        events = [step_event(step, arn, token, rotation_token) for step in STEPS]
+        rotation_token = str(uuid.uuid4())
         step_env = {**env, "SMTP_AUTH_TIMEOUT_SECONDS": "1"} if failing else env
-        with ses_smtp.configured(propagation_delay=60 if failing else 0.5):
-            code, out = run_steps_at_debug(events, step_env)
-        assert code == (1 if failing else 0), out
-        output += out
-        secrets |= {rotation_token}
+        with (
+            ses_smtp.configured(propagation_delay=60 if failing else 0.5),
+            LambdaWorker(HANDLER, env=step_env, timeout=60) as function,
+        ):
+            errors = []
+            for step in STEPS:
+                invocation = function.invoke(step_event(step, arn, token, rotation_token))
+                output += invocation.log
+                if invocation.failed:
+                    errors.append(f"{step}: {invocation.error_type}")
+                    break
+        assert errors == (["testSecret: SmtpAuthenticationError"] if failing else []), output
+        secrets.add(rotation_token)
         pending = sm.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
         secrets |= secrets_of(json.loads(pending["SecretString"]))
 
-    assert "testSecret failed: SmtpAuthenticationError" in output
+    assert '"message":"Rotation step failed"' in output
     assert '"level":"DEBUG"' in output  # DEBUG really was on
     leaked = sorted(s for s in secrets if s in output)
     assert leaked == [], "secret material in the function's output"

@@ -3,28 +3,13 @@ SES SMTP stand-in (SPEC §3, §4)."""
 
 from __future__ import annotations
 
-import smtplib
-import ssl
-
 import pytest
 from mypy_boto3_iam import IAMClient
 
 from infra.local_aws import lookup_access_key
 from infra.ses_smtp import SesSmtpStandIn
 from tests.reference_script import calculate_key
-from tests.support import create_secret, current, keys_of, rotate, stages
-
-
-def smtp_login_code(ses: SesSmtpStandIn, username: str, password: str) -> int:
-    """What the stand-in answers to AUTH PLAIN over STARTTLS (235 = accepted)."""
-    with smtplib.SMTP(ses.host, ses.starttls_port, timeout=10) as smtp:
-        smtp.starttls(context=ssl.create_default_context(cafile=ses.ca_path))
-        smtp.ehlo()
-        smtp.user, smtp.password = username, password
-        try:
-            return smtp.auth("PLAIN", smtp.auth_plain)[0]
-        except smtplib.SMTPAuthenticationError as error:
-            return error.smtp_code
+from tests.support import create_secret, current, keys_of, rotate, smtp_login_code, stages
 
 
 @pytest.mark.usefixtures("smtp_ca")
