@@ -116,8 +116,8 @@ def test_an_unresolvable_host_fails_at_once_as_configuration() -> None:
     endpoint = SmtpEndpoint("email-smtp.invalid", 587, implicit_tls=False, connect_timeout=2)
     started = time.monotonic()
     with pytest.raises(SmtpConfigurationError, match="Cannot resolve SMTP host"):
-        check_login(endpoint, "AKIA", "pw", deadline=time.monotonic() + 30)
-    assert time.monotonic() - started < 10
+        check_login(endpoint, "AKIA", "pw", deadline=time.monotonic() + 120)
+    assert time.monotonic() - started < 60  # one lookup, not retries until the deadline
 
 
 @pytest.mark.usefixtures("smtp_ca")
