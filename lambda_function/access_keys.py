@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from lambda_function.errors import InvalidSecretError, KeyLimitError
+from lambda_function.errors import InvalidSecretError, KeyLimitError, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -33,10 +33,6 @@ class NewAccessKey:
     secret_access_key: str = field(repr=False)  # never stored, logged or returned
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 class AccessKeys:
     """The access keys of `user_name`."""
 
@@ -49,7 +45,7 @@ class AccessKeys:
         try:
             self._iam.get_user(UserName=self.user_name)
         except ClientError as error:
-            if _code(error) == "NoSuchEntity":
+            if aws_error_code(error) == "NoSuchEntity":
                 raise InvalidSecretError(
                     f"IAM user {self.user_name} (the secret's iam_user_name) does not exist; "
                     "create it or fix iam_user_name."
@@ -69,7 +65,7 @@ class AccessKeys:
         try:
             key = self._iam.create_access_key(UserName=self.user_name)["AccessKey"]
         except ClientError as error:
-            if _code(error) == "LimitExceeded":
+            if aws_error_code(error) == "LimitExceeded":
                 raise KeyLimitError(
                     f"IAM user {self.user_name} already has {MAX_KEYS_PER_USER} access keys; "
                     "delete the one no application uses, then rotate again."
@@ -82,7 +78,7 @@ class AccessKeys:
         try:
             self._iam.delete_access_key(UserName=self.user_name, AccessKeyId=access_key_id)
         except ClientError as error:
-            if _code(error) == "NoSuchEntity":
+            if aws_error_code(error) == "NoSuchEntity":
                 return False
             raise
         return True
@@ -92,7 +88,7 @@ class AccessKeys:
         try:
             self._iam.update_access_key(UserName=self.user_name, AccessKeyId=access_key_id, Status="Inactive")
         except ClientError as error:
-            if _code(error) == "NoSuchEntity":
+            if aws_error_code(error) == "NoSuchEntity":
                 return False
             raise
         return True

@@ -1,5 +1,12 @@
 """The errors a rotation raises. Each message tells an operator what is wrong and what to do."""
 
+from botocore.exceptions import ClientError
+
+
+def aws_error_code(error: ClientError) -> str:
+    """The AWS error code of a ClientError (e.g. "NoSuchEntity"), for catching errors by code."""
+    return str(error.response.get("Error", {}).get("Code", ""))
+
 
 class RotationError(Exception):
     """Base of every error this function raises on purpose."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from lambda_function.errors import InvalidSecretError
+from lambda_function.errors import InvalidSecretError, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -39,7 +39,7 @@ class SecretVersions:
         try:
             response = self._client.describe_secret(SecretId=self.secret_id)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if aws_error_code(error) == "ResourceNotFoundException":
                 raise InvalidSecretError(f"Secret {self.secret_id} does not exist.") from None
             raise
         return SecretState(
@@ -59,7 +59,7 @@ class SecretVersions:
         try:
             response = self._client.get_secret_value(**kwargs)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if aws_error_code(error) == "ResourceNotFoundException":
                 return None
             raise
         return response.get("SecretString")

@@ -107,13 +107,11 @@ def _attempt(endpoint: SmtpEndpoint, username: str, password: str, sender: str |
             raise SmtpConfigurationError(f"{endpoint} answered AUTH with {code} {reply!r}, not 235.")
         if sender is not None:
             smtp.send_message(_test_message(sender), from_addr=sender, to_addrs=[SIMULATOR_RECIPIENT])
-    except smtplib.SMTPAuthenticationError as error:
-        if error.smtp_code in TRANSIENT_CODES:
-            raise _Transient(_reply(error)) from None
-        raise SmtpAuthenticationError(f"{endpoint} refused AUTH with {error.smtp_code}.") from None
     except smtplib.SMTPResponseException as error:
         if error.smtp_code in TRANSIENT_CODES:
             raise _Transient(_reply(error)) from None
+        if isinstance(error, smtplib.SMTPAuthenticationError):
+            raise SmtpAuthenticationError(f"{endpoint} refused AUTH with {error.smtp_code}.") from None
         raise SmtpSendError(
             f"SES accepted the new password but refused the test message from {sender}: "
             f"{_reply(error)}. Check ses:SendRawEmail and the sender's verification."
