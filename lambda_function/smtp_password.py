@@ -91,14 +91,17 @@ def password_version(password: str) -> int | None:
     return raw[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lambda_function.smtp_password",
-        description="Convert an IAM secret access key to an SES SMTP password (prints only the password).",
-    )
+DESCRIPTION = "Convert an IAM secret access key to an SES SMTP password (prints only the password)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reference script's interface: SECRET REGION, "-" reading SECRET from standard input."""
     parser.add_argument("secret", help='the secret access key, or "-" to read it from standard input')
     parser.add_argument("region", help="the AWS Region where the SMTP password will be used")
-    args = parser.parse_args(argv)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Print only the password; a bad secret or region is a usage error (exit status 2)."""
     secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret  # noqa: S105
     if not secret:
         parser.error("the secret access key is empty")
@@ -107,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lambda_function.smtp_password", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
