@@ -56,6 +56,7 @@ HANDLER = "lambda_function.handler.lambda_handler"  # the template's Handler
 REGION = "us-east-1"  # the stand-in's region: SES checks the password of its own region
 USER = "ses-smtp-user"  # the template's default SmtpUserName
 SECRET_NAME = f"ses-smtp/{USER}"  # the template's default secret name
+STANDIN_HOST = "localhost"  # the SES stand-in, on loopback: the one host the demo's deployment allows
 SENDING_GROUP = "AWSSESSendingGroupDoNotRename"
 SENDING_POLICY = "AmazonSesSendingAccess"
 SENDER = "app@example.com"  # the application field of the secret
@@ -168,6 +169,10 @@ def function_env(options: Options, moto: MotoServer, ses: SesSmtpStandIn) -> dic
     env.update(
         {
             "SSL_CERT_FILE": ses.ca_path,
+            # As the template does: the stand-in is the one host credentials may go to, and the
+            # secret may rotate USER's keys only (bound by name here: the ARN comes later).
+            "SMTP_ALLOWED_HOSTS": STANDIN_HOST,
+            "SMTP_SECRET_BINDINGS": json.dumps({SECRET_NAME: USER}),
             "PREVIOUS_KEY_ACTION": options.previous_key_action,
             "SMTP_AUTH_TIMEOUT_SECONDS": f"{options.auth_timeout:g}",
             "SMTP_CONNECT_TIMEOUT_SECONDS": "10",
@@ -197,7 +202,7 @@ def provision(demo: Demo) -> None:
     bootstrap: dict[str, Any] = {
         "iam_user_name": USER,
         "region": REGION,
-        "host": "localhost",  # the stand-in, instead of email-smtp.us-east-1.amazonaws.com
+        "host": STANDIN_HOST,  # the stand-in, instead of email-smtp.us-east-1.amazonaws.com
         "port": demo.ses.starttls_port,
         "sender": SENDER,
     }

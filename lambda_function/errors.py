@@ -1,11 +1,44 @@
 """The errors a rotation raises. Each message tells an operator what is wrong and what to do."""
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
+)
+_ADVICE = {
+    "AccessDenied": "the function's role (or the secret's resource policy, or the KMS key policy) does not allow "
+    "it: compare the role's policies with the template; a new role takes seconds to reach IAM everywhere.",
+    "Throttling": "AWS kept throttling this API until the invocation had to stop; Secrets Manager retries the "
+    "rotation. Many rotations at once? Spread their schedules.",
+    "KMS": "the secret's KMS key cannot be used: check that it is enabled and that its key policy lets the "
+    "function's role use it through Secrets Manager.",
+    "Network": "AWS could not be reached: in a VPC, the function needs a NAT gateway or VPC endpoints for "
+    "Secrets Manager (and IAM is reachable only through the internet or us-east-1's endpoint).",
+}
 
 
 def aws_error_code(error: ClientError) -> str:
     """The AWS error code of a ClientError (e.g. "NoSuchEntity"), for catching errors by code."""
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def explain_aws_error(error: ClientError | BotoCoreError) -> tuple[str, str]:
+    """`(error, reason)` for an AWS error that reached the handler: the code, the API it came
+    from, AWS's message (it names actions and ARNs, never secret values) and what to do."""
+    if isinstance(error, ClientError):
+        code = aws_error_code(error) or "ClientError"
+        message = str(error.response.get("Error", {}).get("Message", ""))
+        if code in THROTTLING_CODES:
+            kind = "Throttling"
+        elif "AccessDenied" in code or code == "UnauthorizedOperation":
+            kind = "AccessDenied"
+        elif code.startswith("KMS") or "KMS" in message:
+            kind = "KMS"
+        else:
+            kind = ""
+        advice = _ADVICE.get(kind, "see the README runbook.")
+        return code, f"{error.operation_name} failed with {code}: {message} What to do: {advice}"
+    return type(error).__name__, f"{error} What to do: {_ADVICE['Network']}"
 
 
 class RotationError(Exception):

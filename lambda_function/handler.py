@@ -13,13 +13,14 @@ import os
 import time
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
-from lambda_function.errors import InvalidEventError, RotationError
+from lambda_function import aws_clients
+from lambda_function.errors import InvalidEventError, RotationError, explain_aws_error
 from lambda_function.secret_versions import SecretVersions
 from lambda_function.settings import Settings
 from lambda_function.steps import Rotation, run_step
@@ -51,30 +52,40 @@ def _parse_event(event: Any) -> SecretsManagerEvent:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
     """Run one rotation step; raise (so Secrets Manager retries) when it fails."""
     started = time.monotonic()
+    deadline = started + context.get_remaining_time_in_millis() / 1000 - LAMBDA_MARGIN_SECONDS
     try:
         parsed = _parse_event(event)
         logger.append_keys(step=parsed.step, secret_id=parsed.secret_id, version_id=parsed.client_request_token)
         settings = Settings.from_env()
         logger.debug("Settings", **dataclasses.asdict(settings))
-        secrets = boto3.client("secretsmanager")
+        secrets = aws_clients.client("secretsmanager", deadline=deadline)
         rotation = Rotation(
             secrets=SecretVersions(secrets, parsed.secret_id),
-            iam=boto3.client("iam"),
+            iam=aws_clients.client("iam", deadline=deadline),
             token=parsed.client_request_token,
             rotation_token=event.get("RotationToken"),
             settings=settings,
             default_region=secrets.meta.region_name,
-            deadline=started + context.get_remaining_time_in_millis() / 1000 - LAMBDA_MARGIN_SECONDS,
+            deadline=deadline,
             logger=logger,
         )
         run_step(parsed.step, rotation)
     except RotationError as error:
-        metrics.add_metric(name="RotationStepFailed", unit=MetricUnit.Count, value=1)
-        logger.error("Rotation step failed", error=type(error).__name__, reason=str(error))
+        _failed(type(error).__name__, str(error))
         raise
-    except Exception:
-        metrics.add_metric(name="RotationStepFailed", unit=MetricUnit.Count, value=1)
-        logger.exception("Rotation step failed unexpectedly")
+    except (ClientError, BotoCoreError) as error:
+        _failed(*explain_aws_error(error))
+        raise
+    except Exception as error:
+        # Not an AWS error and not ours: say what it is (its message is ours or Python's, never
+        # a server's reply, which smtp_check never raises) and keep the traceback.
+        _failed(type(error).__name__, f"Unexpected error: {error}", exc_info=True)
         raise
     metrics.add_metric(name=f"{parsed.step}Succeeded", unit=MetricUnit.Count, value=1)
     logger.info("Step done", elapsed=round(time.monotonic() - started, 2))
+
+
+def _failed(error: str, reason: str, exc_info: bool = False) -> None:
+    """The one line an operator reads: `error` (what kind) and `reason` (what to do)."""
+    metrics.add_metric(name="RotationStepFailed", unit=MetricUnit.Count, value=1)
+    logger.error("Rotation step failed", error=error, reason=reason, exc_info=exc_info)

@@ -15,17 +15,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambda_function.errors import InvalidSecretError
-from lambda_function.settings import parse_previous_key_action
+from lambda_function.settings import normalise_host
 from lambda_function.smtp_password import SMTP_REGIONS, derive_password
 
 DEFAULT_PORT = 587
 IMPLICIT_TLS_PORTS = frozenset({465, 2465})
-# A host of this form is ours to recompute from `region`; any other host is a deployer's override.
+SES_SMTP_PORTS = frozenset({25, 587, 2587, *IMPLICIT_TLS_PORTS})
+# Regions whose SES SMTP endpoint has an email-smtp-fips. form (AWS General Reference, SES endpoints).
+FIPS_REGIONS = frozenset({"us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "us-gov-west-1"})
+# A host of this form is ours to recompute from `region`; any other host must pass `check_endpoint`.
 _DEFAULT_HOST = re.compile(r"^email-smtp\.[a-z0-9-]+\.amazonaws\.com$")
+# An SES SMTP interface VPC endpoint: one DNS label under *.email-smtp.<region>.vpce.amazonaws.com,
+# which is exactly what SES's certificate covers.
+_VPCE_LABEL = re.compile(r"^vpce-[0-9a-z]+-[0-9a-z]+(-[0-9a-z-]+)?$")
 
 
 def default_host(region: str) -> str:
     return f"email-smtp.{region}.amazonaws.com"
+
+
+def ses_endpoint_of(host: str, region: str) -> bool:
+    """Whether `host` is one of SES's own SMTP names for `region` (public, FIPS or VPC endpoint)."""
+    if region not in SMTP_REGIONS:
+        return False
+    if host == default_host(region):
+        return True
+    if host == f"email-smtp-fips.{region}.amazonaws.com":
+        return region in FIPS_REGIONS
+    label, _, rest = host.partition(".")
+    return rest == f"email-smtp.{region}.vpce.amazonaws.com" and _VPCE_LABEL.match(label) is not None
 
 
 @dataclass(frozen=True)
@@ -38,7 +56,6 @@ class SecretDocument:
     host: str
     port: int
     username: str | None
-    previous_key_action: str | None
     fields: dict[str, Any] = field(repr=False)
 
     @property
@@ -81,15 +98,9 @@ class SecretDocument:
         host = fields.get("host") or default_host(region)
         if not isinstance(host, str):
             raise invalid(f"has host {host!r}; expected a host name.")
-        overridden = not _DEFAULT_HOST.match(host)
-        if not overridden:
+        host = normalise_host(host)
+        if _DEFAULT_HOST.match(host):
             host = default_host(region)
-        unknown = [r for r in (region, *regions) if r not in SMTP_REGIONS]
-        if unknown and not overridden:
-            raise invalid(
-                f"names region(s) {', '.join(sorted(set(unknown)))} without an SES SMTP endpoint "
-                f"(known: {', '.join(sorted(SMTP_REGIONS))}); set host to override the endpoint."
-            )
 
         port = fields.get("port", DEFAULT_PORT)
         if isinstance(port, str) and port.strip().isdigit():
@@ -98,10 +109,6 @@ class SecretDocument:
             raise invalid(f"has port {port!r}; expected 587, 465, 2587, 2465 or 25.")
 
         username = fields.get("username")
-        action = fields.get("previous_key_action")
-        if action is not None:
-            action = parse_previous_key_action(str(action), f"The {label} secret's previous_key_action")
-
         return cls(
             iam_user_name=user.strip(),
             region=region,
@@ -109,9 +116,37 @@ class SecretDocument:
             host=host,
             port=port,
             username=username if isinstance(username, str) and username else None,
-            previous_key_action=action,
             fields=fields,
         )
+
+    def check_endpoint(self, allowed_hosts: frozenset[str], setting: str = "SMTP_ALLOWED_HOSTS") -> None:
+        """Refuse a host or port the deployment did not allow (SPEC §3): the secret never decides
+        where credentials go, because whoever can write it is not trusted with them.
+
+        Allowed: SES's SMTP endpoint of `region` (or its FIPS form), an SES SMTP VPC endpoint name of
+        that region, on one of SES's ports; or a host named in `setting`, on any port.
+        """
+        if self.host in allowed_hosts:
+            return
+        unknown = sorted({r for r in (self.region, *self.regions) if r not in SMTP_REGIONS})
+        if unknown:
+            raise InvalidSecretError(
+                f"The secret names region(s) {', '.join(unknown)} without an SES SMTP endpoint (known: "
+                f"{', '.join(sorted(SMTP_REGIONS))}). Fix region/regions, or name the endpoint's host in "
+                f"host and add it to the deployment's {setting}."
+            )
+        if not ses_endpoint_of(self.host, self.region):
+            raise InvalidSecretError(
+                f"The secret's host {self.host!r} is not an SES SMTP endpoint of {self.region} and not in "
+                f"the deployment's {setting}; no key was created and no credentials were sent. Remove host "
+                f"(the default is {default_host(self.region)}), or add the host to {setting} if you trust it."
+            )
+        if self.port not in SES_SMTP_PORTS:
+            raise InvalidSecretError(
+                f"The secret's port {self.port} is not an SES SMTP port "
+                f"({', '.join(map(str, sorted(SES_SMTP_PORTS)))}); "
+                f"another port is allowed only with a host in the deployment's {setting}."
+            )
 
     def next_version(self, access_key_id: str, secret_access_key: str) -> dict[str, Any]:
         """The document of the next version: every field carried over, credentials for the new key.

@@ -21,6 +21,7 @@ PREVIOUS = "AWSPREVIOUS"
 @dataclass(frozen=True)
 class SecretState:
     arn: str
+    name: str
     rotation_enabled: bool
     stages: dict[str, list[str]]  # version ID -> staging labels
 
@@ -44,6 +45,7 @@ class SecretVersions:
             raise
         return SecretState(
             arn=response["ARN"],
+            name=response["Name"],
             rotation_enabled=bool(response.get("RotationEnabled")),
             stages={k: list(v) for k, v in response.get("VersionIdsToStages", {}).items()},
         )

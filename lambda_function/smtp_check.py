@@ -2,9 +2,14 @@
 
 A new IAM key takes seconds before SES accepts it, and meanwhile SES answers `535
 Authentication Credentials Invalid`, exactly as for a wrong password. So `535`, `454` and `421`
-(and dropped or timed-out connections) are retried on a fresh connection with exponential backoff
-and jitter until a deadline; configuration problems (DNS, certificates, no STARTTLS or AUTH)
-fail at once.
+(and dropped or timed-out connections) are retried on a fresh connection about once a second
+until a deadline; configuration problems (DNS, certificates, no STARTTLS or AUTH) fail at once.
+
+The exchange is bounded as a whole, not per socket read (SPEC §4): each attempt has one hard
+deadline covering name resolution, connect, greeting, TLS and AUTH; reply lines and their number
+are capped, so a server that dribbles or floods cannot hold the step or its memory. A server's
+reply text is never logged or raised: only its code and a fixed reason (and SES's `554` reason
+once anything that could carry the credentials is removed).
 
     attempts = check_login(SmtpEndpoint("email-smtp.eu-west-1.amazonaws.com", 587, False),
                            "AKIA...", password, deadline=time.monotonic() + 120)
@@ -12,21 +17,36 @@ fail at once.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import random
-import smtplib
+import re
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 
 from lambda_function.errors import SmtpAuthenticationError, SmtpConfigurationError, SmtpSendError
 
 SIMULATOR_RECIPIENT = "success@simulator.amazonses.com"
-TRANSIENT_CODES = frozenset({421, 454, 535})
-BACKOFF_FIRST_SECONDS = 0.5
-BACKOFF_CAP_SECONDS = 4.0  # the real propagation delay is seconds: don't oversleep it
+EHLO_NAME = "ses-smtp-rotation.invalid"  # fixed: socket.getfqdn() would be an unbounded DNS lookup
+# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets. SES's longest reply has ~10 lines.
+MAX_LINE_BYTES = 1024
+MAX_REPLY_LINES = 32
+# Attempts start about once a second once the first quick ones failed: SES accepts a new key
+# within seconds, and the wait past that moment is half an interval on average.
+BACKOFF_FIRST_SECONDS = 0.25
+RETRY_INTERVAL_SECONDS = 1.0
+TRANSIENT_REPLIES = {
+    421: "421: service not available, try again",
+    454: "454: temporary authentication failure",
+    535: "535: credentials not accepted (yet)",
+}
 
 
 @dataclass(frozen=True)
@@ -34,62 +54,213 @@ class SmtpEndpoint:
     host: str
     port: int
     implicit_tls: bool  # TLS from the first byte (465, 2465) rather than STARTTLS
-    connect_timeout: float = 10.0
+    connect_timeout: float = 10.0  # the hard deadline of one attempt
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
 
-def _reply(error: smtplib.SMTPResponseException) -> str:
-    text = error.smtp_error
-    return f"{error.smtp_code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+@dataclass(frozen=True)
+class _Reply:
+    code: int
+    lines: tuple[str, ...]  # the text after each code; never logged or raised as is
 
 
 class _Transient(Exception):
-    """One attempt failed in a way a later attempt may not."""
+    """One attempt failed in a way a later attempt may not. The message is fixed text of ours."""
 
 
-def _connect(endpoint: SmtpEndpoint) -> smtplib.SMTP:
-    """An EHLO'd connection with verified TLS; raises SmtpConfigurationError if TLS can't be had."""
-    # The default context verifies the certificate and host name against the default trust
-    # store, which honours SSL_CERT_FILE.
-    context = ssl.create_default_context()
-    smtp: smtplib.SMTP
-    if endpoint.implicit_tls:
-        smtp = smtplib.SMTP_SSL(endpoint.host, endpoint.port, timeout=endpoint.connect_timeout, context=context)
-        smtp.ehlo()
-    else:
-        smtp = smtplib.SMTP(endpoint.host, endpoint.port, timeout=endpoint.connect_timeout)
-        smtp.ehlo()
-        if not smtp.has_extn("starttls"):
-            smtp.close()
+def safe_reason(code: int, text: str, secrets: Iterable[str]) -> str:
+    """A server's reply reduced to what cannot carry credentials: every known secret and every
+    base64-like run (an echoed AUTH string, a password, a key) removed, printable ASCII, capped."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[removed]")
+    text = re.sub(r"[A-Za-z0-9+/=]{16,}", "[removed]", text)
+    text = "".join(c if c.isascii() and c.isprintable() else "?" for c in text)
+    return f"{code} {text[:200]}".rstrip()
+
+
+def _resolve(endpoint: SmtpEndpoint, timeout: float) -> list[str]:
+    """The host's addresses, within `timeout`. A resolver that hangs must not hold the step, so
+    the lookup runs in a daemon thread we stop waiting for."""
+    found: list[str] = []
+    failure: list[OSError] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+            found.extend(dict.fromkeys(str(info[4][0]) for info in infos))
+        except OSError as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=lookup, name="smtp-resolve", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    if thread.is_alive():
+        raise SmtpConfigurationError(
+            f"Resolving SMTP host {endpoint.host} did not finish within {timeout:.1f} s; credentials were not "
+            "sent. This is configuration, not credentials: check the function's DNS (in a VPC, its resolver)."
+        )
+    if failure or not found:
+        reason = type(failure[0]).__name__ if failure else "no address"
+        raise SmtpConfigurationError(f"Cannot resolve SMTP host {endpoint.host} ({reason}). Check host.")
+    return found
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> _Reply:
+    lines: list[str] = []
+    while True:
+        try:
+            raw = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
             raise SmtpConfigurationError(
-                f"{endpoint} offers no STARTTLS, so credentials were not sent. This is configuration, "
-                "not credentials: check host and port (587, 2587 or 25 for STARTTLS; 465 or 2465 for TLS)."
+                f"The SMTP server sent a reply line longer than {MAX_LINE_BYTES} bytes: not an SES SMTP endpoint."
+            ) from None
+        except asyncio.IncompleteReadError:
+            raise _Transient("connection closed by the server") from None
+        code = raw[:3]
+        if len(lines) == MAX_REPLY_LINES or not code.isdigit() or raw[3:4] not in (b" ", b"-", b"\r", b"\n"):
+            raise SmtpConfigurationError(
+                "The SMTP server sent a reply that is not SMTP (or over "
+                f"{MAX_REPLY_LINES} lines): not an SES SMTP endpoint."
             )
-        smtp.starttls(context=context)
-        smtp.ehlo()
-    if not smtp.has_extn("auth"):
-        smtp.close()
-        raise SmtpConfigurationError(f"{endpoint} offers no AUTH after TLS: is it an SES SMTP endpoint?")
-    return smtp
+        lines.append(raw[4:].decode("ascii", "replace").strip())
+        if raw[3:4] != b"-":
+            return _Reply(int(code), tuple(lines))
 
 
-def _test_message(sender: str) -> EmailMessage:
-    message = EmailMessage()
+class _Session:
+    """One SMTP connection: commands out, replies in."""
+
+    def __init__(self, endpoint: SmtpEndpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.endpoint = endpoint
+        self.reader = reader
+        self.writer = writer
+
+    async def command(self, line: bytes) -> _Reply:
+        self.writer.write(line + b"\r\n")
+        await self.writer.drain()
+        return await _read_reply(self.reader)
+
+    async def expect(self, line: bytes | None, code: int, what: str) -> _Reply:
+        """Send `line` (None: read the greeting) and require `code`; a temporary reply is transient."""
+        reply = await (_read_reply(self.reader) if line is None else self.command(line))
+        if reply.code == code:
+            return reply
+        if reply.code in TRANSIENT_REPLIES:
+            raise _Transient(f"{what}: {TRANSIENT_REPLIES[reply.code]}")
+        raise SmtpConfigurationError(f"{self.endpoint} answered {what} with {reply.code}, not {code}.")
+
+    async def ehlo(self) -> dict[str, set[str]]:
+        reply = await self.expect(b"EHLO " + EHLO_NAME.encode(), 250, "EHLO")
+        extensions: dict[str, set[str]] = {}
+        for line in reply.lines[1:]:
+            keyword, *params = line.upper().split()
+            extensions[keyword] = set(params)
+        return extensions
+
+
+def _tls_context() -> ssl.SSLContext:
+    # Verifies the certificate and host name against the default trust store (honours SSL_CERT_FILE).
+    return ssl.create_default_context()
+
+
+async def _open(endpoint: SmtpEndpoint, addresses: list[str]) -> _Session:
+    context = _tls_context() if endpoint.implicit_tls else None
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            reader, writer = await asyncio.open_connection(
+                address,
+                endpoint.port,
+                ssl=context,
+                server_hostname=endpoint.host if context else None,
+                limit=MAX_LINE_BYTES,
+            )
+        except ssl.SSLError:
+            raise
+        except OSError as error:
+            last = error
+            continue
+        return _Session(endpoint, reader, writer)
+    raise _Transient(f"connection: {type(last).__name__}")
+
+
+async def _exchange(
+    endpoint: SmtpEndpoint, addresses: list[str], username: str, password: str, sender: str | None
+) -> None:
+    """One connection: greeting, EHLO, TLS, one AUTH, optionally one message, QUIT."""
+    session = await _open(endpoint, addresses)
+    try:
+        await session.expect(None, 220, "the greeting")
+        extensions = await session.ehlo()
+        if not endpoint.implicit_tls:
+            if "STARTTLS" not in extensions:
+                raise SmtpConfigurationError(
+                    f"{endpoint} offers no STARTTLS, so credentials were not sent. This is configuration, "
+                    "not credentials: check host and port (587, 2587 or 25 for STARTTLS; 465 or 2465 for TLS)."
+                )
+            await session.expect(b"STARTTLS", 220, "STARTTLS")
+            await session.writer.start_tls(_tls_context(), server_hostname=endpoint.host)
+            extensions = await session.ehlo()
+        if "PLAIN" not in extensions.get("AUTH", set()):
+            raise SmtpConfigurationError(f"{endpoint} offers no AUTH PLAIN after TLS: is it an SES SMTP endpoint?")
+        # TLS is up: from the first byte, or STARTTLS with a verified certificate.
+        auth = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+        reply = await session.command(f"AUTH PLAIN {auth}".encode())
+        if reply.code in TRANSIENT_REPLIES:
+            raise _Transient(f"AUTH: {TRANSIENT_REPLIES[reply.code]}")
+        if reply.code >= 500:
+            raise SmtpAuthenticationError(f"{endpoint} refused AUTH with {reply.code}.")
+        if reply.code != 235:
+            raise SmtpConfigurationError(f"{endpoint} answered AUTH with {reply.code}, not 235.")
+        if sender is not None:
+            await _send_test_message(session, sender, secrets=(password, auth))
+        with contextlib.suppress(OSError, _Transient):  # proven already: a rude goodbye changes nothing
+            await session.command(b"QUIT")
+    finally:
+        session.writer.close()
+
+
+async def _send_test_message(session: _Session, sender: str, secrets: tuple[str, ...]) -> None:
+    """MAIL, RCPT, DATA to SES's simulator: only a send proves ses:SendRawEmail and the identity."""
+    message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = sender
     message["To"] = SIMULATOR_RECIPIENT
     message["Subject"] = "SES SMTP credential rotation test"
     message.set_content("Sent by the SES SMTP rotation function to prove a new password.\n")
-    return message
+    body = re.sub(rb"(?m)^\.", b"..", message.as_bytes())  # dot-stuffing (RFC 5321 §4.5.2)
+    for line, code in ((f"MAIL FROM:<{sender}>".encode(), 250), (f"RCPT TO:<{SIMULATOR_RECIPIENT}>".encode(), 250)):
+        await _expect_for_send(session, line, code, sender, secrets)
+    await _expect_for_send(session, b"DATA", 354, sender, secrets)
+    await _expect_for_send(session, body.rstrip(b"\r\n") + b"\r\n.", 250, sender, secrets)
 
 
-def _attempt(endpoint: SmtpEndpoint, username: str, password: str, sender: str | None) -> None:
-    """One connection: TLS, one AUTH, optionally one message, QUIT."""
+async def _expect_for_send(session: _Session, line: bytes, code: int, sender: str, secrets: tuple[str, ...]) -> None:
+    reply = await session.command(line)
+    if reply.code == code:
+        return
+    if reply.code in TRANSIENT_REPLIES:
+        raise _Transient(f"sending: {TRANSIENT_REPLIES[reply.code]}")
+    raise SmtpSendError(
+        f"SES accepted the new password but refused the test message from {sender}: "
+        f"{safe_reason(reply.code, ' '.join(reply.lines), secrets)}. Check ses:SendRawEmail and the sender's "
+        "verification."
+    )
+
+
+def _attempt(endpoint: SmtpEndpoint, username: str, password: str, sender: str | None, timeout: float) -> None:
+    """One attempt, all of it (resolution included) within `timeout` seconds."""
+    started = time.monotonic()
+    addresses = _resolve(endpoint, timeout)
+    remaining = timeout - (time.monotonic() - started)
     try:
-        smtp = _connect(endpoint)
-    except socket.gaierror as error:
-        raise SmtpConfigurationError(f"Cannot resolve SMTP host {endpoint.host}: {error}. Check host.") from None
+        asyncio.run(
+            asyncio.wait_for(_exchange(endpoint, addresses, username, password, sender), timeout=max(remaining, 0.01))
+        )
+    except TimeoutError:
+        raise _Transient("no complete answer within the attempt's deadline") from None
     except ssl.SSLCertVerificationError as error:
         raise SmtpConfigurationError(
             f"The TLS certificate of {endpoint} does not verify ({error.verify_message}); credentials "
@@ -97,34 +268,15 @@ def _attempt(endpoint: SmtpEndpoint, username: str, password: str, sender: str |
         ) from None
     except ssl.SSLError as error:
         raise SmtpConfigurationError(f"TLS with {endpoint} failed ({error.reason}); credentials not sent.") from None
-    except (OSError, smtplib.SMTPException) as error:
+    except OSError as error:
         raise _Transient(f"connection: {type(error).__name__}") from None
-    try:
-        smtp.user, smtp.password = username, password
-        # smtp.login() would retry a refused PLAIN as LOGIN: two failures per attempt.
-        code, reply = smtp.auth("PLAIN", smtp.auth_plain, initial_response_ok=True)
-        if code != 235:  # smtplib returns 503 ("send EHLO first", "already authenticated") as if fine
-            raise SmtpConfigurationError(f"{endpoint} answered AUTH with {code} {reply!r}, not 235.")
-        if sender is not None:
-            smtp.send_message(_test_message(sender), from_addr=sender, to_addrs=[SIMULATOR_RECIPIENT])
-    except smtplib.SMTPResponseException as error:
-        if error.smtp_code in TRANSIENT_CODES:
-            raise _Transient(_reply(error)) from None
-        if isinstance(error, smtplib.SMTPAuthenticationError):
-            raise SmtpAuthenticationError(f"{endpoint} refused AUTH with {error.smtp_code}.") from None
-        raise SmtpSendError(
-            f"SES accepted the new password but refused the test message from {sender}: "
-            f"{_reply(error)}. Check ses:SendRawEmail and the sender's verification."
-        ) from None
-    except smtplib.SMTPRecipientsRefused as error:
-        raise SmtpSendError(f"SES refused the test recipient: {error.recipients}.") from None
-    except (OSError, smtplib.SMTPException) as error:
-        raise _Transient(f"connection: {type(error).__name__}") from None
-    finally:
-        try:
-            smtp.quit()
-        except (OSError, smtplib.SMTPException):
-            smtp.close()
+
+
+def _pause(attempt: int, attempt_seconds: float) -> float:
+    """How long to wait after a failed attempt so that attempts start about once a second."""
+    interval = min(RETRY_INTERVAL_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1))
+    interval *= random.uniform(1.0, 1.1)  # noqa: S311 - jitter, not crypto
+    return max(0.0, float(interval) - attempt_seconds)
 
 
 def check_login(
@@ -133,6 +285,7 @@ def check_login(
     password: str,
     *,
     deadline: float,
+    hard_deadline: float | None = None,
     sender: str | None = None,
     on_retry: Callable[[int, str, float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -140,25 +293,29 @@ def check_login(
 ) -> int:
     """Log in (and send to the SES simulator when `sender` is set) until it works or `deadline`.
 
-    Makes at least one attempt and never starts a wait that would end past `deadline` (a
-    `clock()` value). Returns the number of attempts. Raises SmtpConfigurationError at once for
-    configuration problems, SmtpSendError when SES refuses the message, and
+    Makes at least one attempt and starts none after `deadline` (a `clock()` value). Each attempt
+    ends by `endpoint.connect_timeout` after it started, and never after `hard_deadline` (the
+    Lambda's own limit). Returns the number of attempts. Raises SmtpConfigurationError at once
+    for configuration problems, SmtpSendError when SES refuses the message, and
     SmtpAuthenticationError when the deadline passes.
     """
     started = clock()
     attempt = 0
     while True:
         attempt += 1
+        attempt_started = clock()
+        attempt_deadline = attempt_started + endpoint.connect_timeout
+        if hard_deadline is not None:
+            attempt_deadline = min(attempt_deadline, hard_deadline)
         try:
-            _attempt(endpoint, username, password, sender)
+            _attempt(endpoint, username, password, sender, attempt_deadline - attempt_started)
             return attempt
         except _Transient as error:
-            ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1))
-            delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+            delay = _pause(attempt, clock() - attempt_started)
             if clock() + delay >= deadline:
                 raise SmtpAuthenticationError(
                     f"{endpoint} did not accept the new credentials after {attempt} attempt(s) in "
-                    f"{clock() - started:.1f} s (last reply: {error}). A new IAM key takes seconds to "
+                    f"{clock() - started:.1f} s (last: {error}). A new IAM key takes seconds to "
                     "propagate; if this persists, check that the key is Active and the SMTP user may "
                     "send (ses:SendRawEmail). AWSCURRENT is unchanged."
                 ) from None

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+# A field the first release read from the secret; the previous-key policy is the deployment's now.
+IGNORED_FIELD = "previous_key_action"
 
 
 @dataclass(frozen=True)
@@ -40,26 +42,47 @@ class Rotation:
     deadline: float  # time.monotonic() by which the step must have returned
     logger: Logger
 
-    def document(self, label: str, version_id: str | None = None) -> SecretDocument:
+    def document(self, label: str, user: str, version_id: str | None = None) -> SecretDocument:
+        """A version's document, refused unless it names `user`, the secret's bound IAM user."""
         text = self.secrets.value(label, version_id)
         if text is None:
             raise InvalidSecretError(f"The {label} version of {self.secrets.secret_id} has no value.")
-        return SecretDocument.parse(text, self.default_region, label)
+        document = SecretDocument.parse(text, self.default_region, label)
+        if document.iam_user_name != user:
+            raise InvalidSecretError(
+                f"Secret {self.secrets.secret_id} is bound to IAM user {user} by this deployment, but its {label} "
+                f"version names IAM user {document.iam_user_name}; refused, nothing changed. Set iam_user_name back "
+                f"to {user}, or bind the secret to {document.iam_user_name} in SMTP_SECRET_BINDINGS."
+            )
+        if IGNORED_FIELD in document.fields:
+            self.logger.warning(
+                f"Ignoring the secret's {IGNORED_FIELD} field: the deployment decides what happens to the "
+                "previous key (PREVIOUS_KEY_ACTION)",
+                ignored_field=IGNORED_FIELD,
+            )
+        return document
 
-    def pending(self) -> SecretDocument:
-        return self.document(PENDING, self.token)
+    def pending(self, user: str) -> SecretDocument:
+        return self.document(PENDING, user, self.token)
 
 
 def run_step(step: str, rotation: Rotation) -> None:
     """Check the token against the secret's stages, then run `step`.
 
-    The secret must have rotation enabled and the token must be one of its versions. A token
-    already `AWSCURRENT` means the rotation is done: the step does nothing, except that a retried
-    finishSecret still retires the previous key. Otherwise the token must be `AWSPENDING`.
+    The secret must be bound to an IAM user by the deployment, have rotation enabled, and the
+    token must be one of its versions. A token already `AWSCURRENT` means the rotation is done: the
+    step does nothing, except that a retried finishSecret still retires the previous key.
+    Otherwise the token must be `AWSPENDING`.
     """
     if step not in STEPS:
         raise InvalidEventError(f"Unknown Step {step!r}; expected one of {', '.join(STEPS)}.")
     state = rotation.secrets.describe()
+    user = rotation.settings.bound_user(state.arn, state.name)
+    if user is None:
+        raise InvalidSecretError(
+            f"Secret {state.arn} is not bound to an IAM user in this deployment, so it may rotate no one's keys; "
+            "nothing changed. Add it to SMTP_SECRET_BINDINGS (the template does this for the secrets it makes)."
+        )
     if not state.rotation_enabled:
         raise InvalidSecretError(f"Secret {state.arn} does not have rotation enabled.")
     labels = state.stages.get(rotation.token)
@@ -67,7 +90,7 @@ def run_step(step: str, rotation: Rotation) -> None:
         raise InvalidSecretError(f"Token {rotation.token} is not a version of secret {state.arn}.")
     if CURRENT in labels:
         if step == "finishSecret":
-            _retire_previous_key(rotation, rotation.document(CURRENT), state.version_with(PREVIOUS))
+            _retire_previous_key(rotation, rotation.document(CURRENT, user), state.version_with(PREVIOUS))
         else:
             rotation.logger.info("Version is already AWSCURRENT; nothing to do")
         return
@@ -76,28 +99,29 @@ def run_step(step: str, rotation: Rotation) -> None:
             f"Version {rotation.token} of secret {state.arn} is not AWSPENDING (labels: {labels or 'none'})."
         )
     if step == "createSecret":
-        create_secret(rotation)
+        create_secret(rotation, user)
     elif step == "setSecret":
-        set_secret(rotation)
+        set_secret(rotation, user)
     elif step == "testSecret":
-        test_secret(rotation)
+        test_secret(rotation, user)
     else:
-        finish_secret(rotation, state.version_with(CURRENT))
+        finish_secret(rotation, user, state.version_with(CURRENT))
 
 
-def create_secret(rotation: Rotation) -> None:
-    """Create a new access key and store its SMTP credentials as the AWSPENDING version.
+def create_secret(rotation: Rotation, user: str) -> None:
+    """Create a new access key of `user` and store its SMTP credentials as the AWSPENDING version.
 
-    Guarantees: nothing changes when the current document or IAM user is invalid; the user never
-    holds more than two keys; a failed write leaves no orphan key; a retry does not create a
-    second key. Raises InvalidSecretError, KeyLimitError.
+    Guarantees: nothing changes when the current document, its endpoint or the IAM user is
+    invalid; the user never holds more than two keys; a failed write leaves no orphan key; a retry
+    does not create a second key. Raises InvalidSecretError, KeyLimitError.
     """
     log = rotation.logger
     if rotation.secrets.value(PENDING, rotation.token) is not None:
         log.info("AWSPENDING already has a value; createSecret already done")
         return
-    current = rotation.document(CURRENT)
-    keys = AccessKeys(rotation.iam, current.iam_user_name)
+    current = rotation.document(CURRENT, user)
+    current.check_endpoint(rotation.settings.smtp_allowed_hosts)
+    keys = AccessKeys(rotation.iam, user)
     keys.require_user()
     _free_key_slot(rotation, keys, current)
 
@@ -150,37 +174,40 @@ def _free_key_slot(rotation: Rotation, keys: AccessKeys, current: SecretDocument
         )
 
 
-def set_secret(rotation: Rotation) -> None:
+def set_secret(rotation: Rotation, user: str) -> None:
     """An IAM key is live once created: confirm the pending key exists and is Active."""
-    pending = rotation.pending()
+    pending = rotation.pending(user)
     if pending.username is None:
         raise InvalidSecretError("The AWSPENDING version has no username; run createSecret first.")
-    key = AccessKeys(rotation.iam, pending.iam_user_name).get(pending.username)
+    key = AccessKeys(rotation.iam, user).get(pending.username)
     if key is None or key.status != "Active":
         raise InvalidSecretError(
-            f"The pending access key {pending.username} of IAM user {pending.iam_user_name} is "
+            f"The pending access key {pending.username} of IAM user {user} is "
             f"{'missing' if key is None else key.status}; cancel this rotation and rotate again."
         )
     rotation.logger.info("Pending access key is Active", key_id=key.access_key_id)
 
 
-def test_secret(rotation: Rotation) -> None:
+def test_secret(rotation: Rotation, user: str) -> None:
     """Log in to the pending version's SMTP endpoint over TLS with the new credentials.
 
-    Other regions' passwords come from the same key by the same derivation, so the primary
-    endpoint proves them too. Raises SmtpConfigurationError, SmtpAuthenticationError, SmtpSendError.
+    The endpoint is checked against the deployment's allowed hosts again before connecting: the
+    pending version is a value too. Other regions' passwords come from the same key by the same
+    derivation, so the primary endpoint proves them too. Raises InvalidSecretError,
+    SmtpConfigurationError, SmtpAuthenticationError, SmtpSendError.
     """
-    pending = rotation.pending()
+    pending = rotation.pending(user)
     if pending.username is None or pending.password is None:
         raise InvalidSecretError("The AWSPENDING version has no username/password; run createSecret first.")
     settings = rotation.settings
+    pending.check_endpoint(settings.smtp_allowed_hosts)
     endpoint = SmtpEndpoint(pending.host, pending.port, pending.implicit_tls, settings.smtp_connect_timeout)
     deadline = min(time.monotonic() + settings.smtp_auth_timeout, rotation.deadline)
     started = time.monotonic()
 
     def on_retry(attempt: int, reason: str, delay: float) -> None:
         rotation.logger.info(
-            "SMTP login not accepted yet; retrying", attempt=attempt, reply=reason, retry_in=round(delay, 2)
+            "SMTP login not accepted yet; retrying", attempt=attempt, reason=reason, retry_in=round(delay, 2)
         )
 
     attempts = check_login(
@@ -188,6 +215,7 @@ def test_secret(rotation: Rotation) -> None:
         pending.username,
         pending.password,
         deadline=deadline,
+        hard_deadline=rotation.deadline,
         sender=settings.smtp_test_sender,
         on_retry=on_retry,
     )
@@ -201,29 +229,29 @@ def test_secret(rotation: Rotation) -> None:
     )
 
 
-def finish_secret(rotation: Rotation, current_version: str | None) -> None:
+def finish_secret(rotation: Rotation, user: str, current_version: str | None) -> None:
     """Move AWSCURRENT to the token, then retire the old current key (keep/deactivate/delete)."""
     if current_version is None:
         raise InvalidSecretError(f"Secret {rotation.secrets.secret_id} has no AWSCURRENT version.")
-    pending = rotation.pending()  # validates the document before anything moves
+    pending = rotation.pending(user)  # validates the document before anything moves
     rotation.secrets.promote(rotation.token, current_version)
     rotation.logger.info("Moved AWSCURRENT", from_version=current_version, key_id=pending.username)
     _retire_previous_key(rotation, pending, current_version)
 
 
 def _retire_previous_key(rotation: Rotation, current: SecretDocument, previous_version: str | None) -> None:
-    """Apply the previous-key action to `previous_version`'s key unless it is the current key.
+    """Apply the deployment's previous-key action to `previous_version`'s key unless it is the current key.
 
     Also runs when a finishSecret is retried after the label moved, so the action is never lost.
-    The action comes from the new current version's `previous_key_action`, else the setting.
+    Only keys of the bound user (`current` was checked to name it) can be touched.
     """
-    action = current.previous_key_action or rotation.settings.previous_key_action
+    action = rotation.settings.previous_key_action
     text = rotation.secrets.value(PREVIOUS, previous_version) if previous_version else None
     previous = SecretDocument.parse(text, rotation.default_region, PREVIOUS) if text else None
     if previous is None or previous.username is None or previous.username == current.username:
         rotation.logger.info("No previous access key to retire")
         return
-    keys = AccessKeys(rotation.iam, previous.iam_user_name)
+    keys = AccessKeys(rotation.iam, current.iam_user_name)
     if action == "delete":
         found = keys.delete(previous.username)
     elif action == "deactivate":

@@ -22,6 +22,7 @@ from mypy_boto3_iam import IAMClient
 
 from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
 from infra.ses_smtp import SesSmtpStandIn
+from tests.support import STANDIN_HOST
 
 REGION = "us-east-1"
 
@@ -39,6 +40,10 @@ def moto_server(_fake_aws_credentials: None) -> Iterator[MotoServer]:
     """moto in server mode; from here on every boto3 client of the session talks to it."""
     with MotoServer() as server, mock.patch.dict(os.environ):
         set_fake_aws_env(os.environ, server.endpoint_url, region=REGION)
+        # The test deployment allows the stand-in's host and nothing else; each test secret is
+        # bound to its user by tests.support.create_secret.
+        os.environ["SMTP_ALLOWED_HOSTS"] = STANDIN_HOST
+        os.environ["SMTP_SECRET_BINDINGS"] = "{}"
         yield server
 
 

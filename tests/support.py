@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import smtplib
 import ssl
 import uuid
@@ -19,6 +20,10 @@ from infra.lambda_invoke import LocalContext
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.handler import lambda_handler
+
+# The host tests give the SES stand-in in secrets: the only host the test deployment allows
+# (SMTP_ALLOWED_HOSTS, set for the session in tests/conftest.py).
+STANDIN_HOST = "localhost"
 
 
 def invoke(event: dict[str, Any]) -> None:
@@ -42,12 +47,29 @@ def secrets_client() -> SecretsManagerClient:
     return boto3.client("secretsmanager")
 
 
-def create_secret(document: dict[str, Any], ses: SesSmtpStandIn | None = None, *, port: int | None = None) -> str:
-    """A secret holding `document`, pointed at the stand-in (when given); returns its ARN."""
+def bind(secret_arn: str, user: str) -> None:
+    """State, as the deployment does (SMTP_SECRET_BINDINGS), that `secret_arn` may rotate `user`'s keys.
+
+    The session's environment is restored when the session ends (tests/conftest.py).
+    """
+    bindings = json.loads(os.environ.get("SMTP_SECRET_BINDINGS") or "{}")
+    bindings[secret_arn] = user
+    os.environ["SMTP_SECRET_BINDINGS"] = json.dumps(bindings)
+
+
+def create_secret(
+    document: dict[str, Any], ses: SesSmtpStandIn | None = None, *, port: int | None = None, bound_to: str | None = None
+) -> str:
+    """A secret holding `document`, pointed at the stand-in (when given) and bound to `bound_to`
+    (default: the document's iam_user_name); returns its ARN."""
     if ses is not None:
-        document = {"host": "localhost", "port": port or ses.starttls_port, **document}
+        document = {"host": STANDIN_HOST, "port": port or ses.starttls_port, **document}
     name = f"ses-smtp-test-{uuid.uuid4().hex[:12]}"
-    return secrets_client().create_secret(Name=name, SecretString=json.dumps(document))["ARN"]
+    arn = secrets_client().create_secret(Name=name, SecretString=json.dumps(document))["ARN"]
+    user = bound_to or document.get("iam_user_name")
+    if isinstance(user, str):
+        bind(arn, user)
+    return arn
 
 
 def rotate(secret_arn: str) -> str:

@@ -28,7 +28,7 @@ from mypy_boto3_iam import IAMClient
 from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
-from tests.support import smtp_login_code
+from tests.support import STANDIN_HOST, smtp_login_code
 from tests.test_template import FUNCTION_ID, REPO, deploy, tool
 
 PACKAGE = "lambda_function"
@@ -223,6 +223,9 @@ def artifact_function(
         **{name: str(value) for name, value in function["Environment"]["Variables"].items()},
     }
     set_fake_aws_env(env, moto_server.endpoint_url, region=ses_smtp.region)
+    # What the deployer would pass as the SmtpAllowedHosts parameter for this endpoint; the test
+    # binds its secret itself (the template binds the secret it makes).
+    env["SMTP_ALLOWED_HOSTS"] = STANDIN_HOST
     yield ArtifactFunction(build, function["Handler"], float(function["Timeout"]), env, tmp_path)
 
 
@@ -233,10 +236,11 @@ def test_built_artifact_alone_completes_two_rotations_against_moto_and_the_smtp_
     document = {
         "iam_user_name": iam_user,
         "region": ses_smtp.region,
-        "host": "localhost",
+        "host": STANDIN_HOST,
         "port": ses_smtp.starttls_port,
     }
     arn = secrets_manager.create_secret(Name=f"ses-smtp/{iam_user}", SecretString=json.dumps(document))["ARN"]
+    artifact_function.env["SMTP_SECRET_BINDINGS"] = json.dumps({arn: iam_user})
     rotation_token = str(uuid.uuid4())
 
     rotated: list[dict[str, Any]] = []
@@ -250,7 +254,7 @@ def test_built_artifact_alone_completes_two_rotations_against_moto_and_the_smtp_
     first, second = rotated
     assert second["username"] != first["username"]
     assert {k: second[k] for k in ("host", "port", "region")} == {
-        "host": "localhost",
+        "host": STANDIN_HOST,
         "port": ses_smtp.starttls_port,
         "region": ses_smtp.region,
     }

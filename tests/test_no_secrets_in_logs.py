@@ -42,8 +42,8 @@ def test_no_password_key_token_or_auth_exchange_in_any_output_at_debug(
     iam_user: str, ses_smtp: SesSmtpStandIn, smtp_ca: str
 ) -> None:
     # Lambda at log level DEBUG: the runtime sets the root logger to DEBUG; Powertools follows.
-    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"}
     arn = create_secret({"iam_user_name": iam_user, "regions": ["eu-west-1"]}, ses_smtp)
+    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"}
     sm = secrets_client()
     output, secrets = "", set()
     for rotation in range(3):

@@ -63,17 +63,6 @@ def test_three_rotations_leave_exactly_the_keys_the_previous_key_action_promises
 
 
 @pytest.mark.usefixtures("smtp_ca")
-def test_previous_key_action_in_the_secret_overrides_the_environment(
-    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PREVIOUS_KEY_ACTION", "keep")
-    arn = create_secret({"iam_user_name": iam_user, "previous_key_action": "delete"}, ses_smtp)
-    rotate(arn)
-    rotate(arn)
-    assert list(keys_of(iam_client, iam_user)) == [current(arn)["username"]]
-
-
-@pytest.mark.usefixtures("smtp_ca")
 def test_regions_get_a_password_each_from_the_same_key(iam_user: str, ses_smtp: SesSmtpStandIn) -> None:
     arn = create_secret({"iam_user_name": iam_user, "regions": ["eu-west-1", "ap-southeast-2"]}, ses_smtp)
     rotate(arn)

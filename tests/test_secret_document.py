@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lambda_function.errors import InvalidSecretError, InvalidSettingsError
+from lambda_function.errors import InvalidSecretError
 from lambda_function.secret_document import SecretDocument
 from tests.reference_script import calculate_key
 
@@ -58,9 +58,12 @@ def test_string_port_is_accepted_and_implicit_tls_ports_are_recognised() -> None
     assert not parse({"iam_user_name": "u", "port": 2587}).implicit_tls
 
 
-def test_unknown_region_is_allowed_with_a_host_override() -> None:
+def test_unknown_region_is_allowed_only_with_a_host_the_deployment_allows() -> None:
     doc = parse({"iam_user_name": "u", "region": "af-south-1", "host": "smtp.internal.example"})
+    doc.check_endpoint(frozenset({"smtp.internal.example"}))
     assert doc.next_version("AKIA5", "s5")["password"] == calculate_key("s5", "af-south-1")
+    with pytest.raises(InvalidSecretError, match="af-south-1 without an SES SMTP endpoint"):
+        doc.check_endpoint(frozenset())
 
 
 @pytest.mark.parametrize(
@@ -79,10 +82,57 @@ def test_unknown_region_is_allowed_with_a_host_override() -> None:
 )
 def test_bad_document_is_refused_with_a_message_naming_the_problem(text: str, problem: str) -> None:
     with pytest.raises(InvalidSecretError, match=problem):
-        SecretDocument.parse(text, "us-east-1")
+        SecretDocument.parse(text, "us-east-1").check_endpoint(frozenset())
 
 
-def test_bad_previous_key_action_in_the_secret_is_refused() -> None:
-    with pytest.raises(InvalidSettingsError, match="previous_key_action is 'shred'"):
-        parse({"iam_user_name": "u", "previous_key_action": "shred"})
-    assert parse({"iam_user_name": "u", "previous_key_action": "DELETE"}).previous_key_action == "delete"
+ALLOWED = frozenset({"smtp-relay.corp.example"})
+
+
+@pytest.mark.parametrize(
+    ("region", "host", "port"),
+    [
+        ("eu-west-1", None, 587),
+        ("eu-west-1", "email-smtp.eu-west-1.amazonaws.com", 2587),
+        ("eu-west-1", "EMAIL-SMTP.EU-WEST-1.AMAZONAWS.COM.", 465),  # case and a trailing dot
+        ("us-east-1", "email-smtp-fips.us-east-1.amazonaws.com", 2465),
+        ("us-gov-west-1", "email-smtp-fips.us-gov-west-1.amazonaws.com", 587),
+        ("eu-west-1", "vpce-0a1b2c3d4e5f60718-abcd1234.email-smtp.eu-west-1.vpce.amazonaws.com", 587),
+        ("eu-west-1", "vpce-0a1b2c3d4e5f60718-abcd1234-eu-west-1a.email-smtp.eu-west-1.vpce.amazonaws.com", 25),
+        ("eu-west-1", "smtp-relay.corp.example", 10025),  # an allowed host may use any port
+        ("eu-west-1", "SMTP-Relay.Corp.Example", 587),
+    ],
+)
+def test_ses_endpoints_of_the_region_and_allowed_hosts_pass(region: str, host: str | None, port: int) -> None:
+    fields = {"iam_user_name": "u", "region": region, "port": port, **({"host": host} if host else {})}
+    parse(fields).check_endpoint(ALLOWED)
+
+
+@pytest.mark.parametrize(
+    ("region", "host", "port", "problem"),
+    [
+        ("eu-west-1", "smtp.attacker.example", 587, "'smtp.attacker.example' is not an SES SMTP endpoint"),
+        ("eu-west-1", "127.0.0.2", 587, "'127.0.0.2' is not an SES SMTP endpoint"),
+        ("eu-west-1", "email-smtp.eu-west-1.amazonaws.com.attacker.example", 587, "not an SES SMTP endpoint"),
+        ("eu-west-1", "email-smtp.eu-west-1.amazonaws.com:2525", 587, "not an SES SMTP endpoint"),
+        ("eu-west-1", "email-smtp-fips.eu-west-1.amazonaws.com", 587, "not an SES SMTP endpoint"),  # no FIPS there
+        ("eu-west-1", "vpce-1-2.email-smtp.us-east-1.vpce.amazonaws.com", 587, "not an SES SMTP endpoint"),
+        ("eu-west-1", "x.vpce-1-2.email-smtp.eu-west-1.vpce.amazonaws.com", 587, "not an SES SMTP endpoint"),
+        ("eu-west-1", "evil.email-smtp.eu-west-1.vpce.amazonaws.com", 587, "not an SES SMTP endpoint"),
+        ("eu-west-1", "smtp-relay.corp.example.attacker.example", 587, "not an SES SMTP endpoint"),
+        ("eu-west-1", None, 2525, "port 2525 is not an SES SMTP port"),
+        ("eu-west-1", None, 443, "port 443 is not an SES SMTP port"),
+    ],
+)
+def test_any_other_host_or_port_is_refused_naming_it_and_the_setting(
+    region: str, host: str | None, port: int, problem: str
+) -> None:
+    fields = {"iam_user_name": "u", "region": region, "port": port, **({"host": host} if host else {})}
+    with pytest.raises(InvalidSecretError, match=problem) as refused:
+        parse(fields).check_endpoint(ALLOWED)
+    assert "SMTP_ALLOWED_HOSTS" in str(refused.value)
+
+
+def test_a_previous_key_action_in_the_secret_is_carried_over_but_not_read() -> None:
+    doc = parse({"iam_user_name": "u", "previous_key_action": "delete"})
+    assert not hasattr(doc, "previous_key_action")
+    assert doc.next_version("AKIA6", "s6")["previous_key_action"] == "delete"  # a rotation never loses data

@@ -74,6 +74,8 @@ KMS_ACTIONS = frozenset({"kms:Decrypt", "kms:GenerateDataKey"})
 LOG_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
 FUNCTION_ENVIRONMENT = {
     "PREVIOUS_KEY_ACTION",
+    "SMTP_ALLOWED_HOSTS",
+    "SMTP_SECRET_BINDINGS",
     "SMTP_AUTH_TIMEOUT_SECONDS",
     "SMTP_CONNECT_TIMEOUT_SECONDS",
     "SMTP_TEST_SENDER",
@@ -110,6 +112,9 @@ ADOPT_KMS_IDENTITY = Configuration(
         "SendingGroupName": "ses-sending-example-com",
         "NotificationEmail": "ops@example.com",
         "PreviousKeyAction": "deactivate",
+        "SmtpAllowedHosts": "smtp-relay.corp.example",
+        "SecretWriterArns": f"arn:aws:iam::{ACCOUNT}:role/mail-admin,arn:aws:iam::{ACCOUNT}:user/break-glass",
+        "SendingFromAddresses": "*@example.com,alerts@ops.example.com",
     },
 )
 CONSOLE_GROUP_EXISTS = Configuration(
@@ -504,7 +509,12 @@ def test_kms_is_allowed_only_with_a_key_and_only_through_secrets_manager(
         assert kms_grants == []
         assert "KmsKeyId" not in stack.properties("SmtpSecret")
     else:
-        via_secrets_manager = {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
+        via_secrets_manager = {
+            "StringEquals": {
+                "kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com",
+                "kms:EncryptionContext:SecretARN": "<Ref SmtpSecret>",  # this secret's data keys only
+            }
+        }
         assert [(g.actions, g.resources, g.condition) for g in kms_grants] == [
             (KMS_ACTIONS, (configuration.kms_key,), via_secrets_manager)
         ]
@@ -527,8 +537,33 @@ def test_invoke_permission_is_for_secrets_manager_of_this_account_only(stack: St
             "Action": "lambda:InvokeFunction",
             "Principal": "secretsmanager.amazonaws.com",
             "SourceAccount": ACCOUNT,
+            "SourceArn": "<Ref SmtpSecret>",
         }
     ]
+
+
+def test_only_the_rotation_role_and_listed_principals_may_write_the_secret(stack: Stack) -> None:
+    _, policy = stack.only("AWS::SecretsManager::ResourcePolicy")
+    assert policy["SecretId"] == "<Ref SmtpSecret>"
+    assert policy["BlockPublicPolicy"] is True
+    listed = [arn for arn in stack.parameters["SecretWriterArns"].split(",") if arn]
+    assert policy["ResourcePolicy"]["Statement"] == [
+        {
+            "Sid": "OnlyTheRotationWritesTheSecret",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
+            "Resource": "*",
+            "Condition": {"StringNotEquals": {"aws:PrincipalArn": ["<GetAtt RotationFunctionRole.Arn>", *listed]}},
+        }
+    ]
+
+
+def test_the_function_is_told_its_allowed_hosts_and_the_one_user_its_secret_may_rotate(stack: Stack) -> None:
+    env = stack.properties(FUNCTION_ID)["Environment"]["Variables"]
+    assert env["SMTP_ALLOWED_HOSTS"] == stack.parameters["SmtpAllowedHosts"]
+    user = stack.parameters["SmtpUserName"] if stack.parameters["CreateSmtpUser"] == "false" else "<Ref SmtpUser>"
+    assert json.loads(env["SMTP_SECRET_BINDINGS"]) == {"<Ref SmtpSecret>": user}
 
 
 def test_rotation_schedule_waits_for_the_invoke_permission(stack: Stack) -> None:
@@ -595,6 +630,11 @@ def test_sending_group_holds_only_ses_send_raw_email_in_the_requested_scope(stac
         for s in p["PolicyDocument"]["Statement"]
     ]
     assert (policy_name, actions) == ("AmazonSesSendingAccess", ["ses:SendRawEmail"])
+    (statement,) = group["Policies"][0]["PolicyDocument"]["Statement"]
+    if params["SendingFromAddresses"]:
+        assert statement["Condition"] == {"StringLike": {"ses:FromAddress": params["SendingFromAddresses"].split(",")}}
+    else:
+        assert "Condition" not in statement
     if params["SendingIdentityArn"] == params["SendingConfigurationSetArn"] == "":
         assert resources == ["*"]
     else:
@@ -755,6 +795,10 @@ def test_configuration_set_scope_leaves_identities_of_this_account_open() -> Non
         ("PreviousKeyAction", "Delete"),
         ("RotationWindow", "25h"),
         ("LogRetentionDays", "10"),
+        ("SmtpAllowedHosts", "smtp.example:2525"),  # hosts only: no ports, schemes or wildcards
+        ("SmtpAllowedHosts", "*.example.com"),
+        ("SecretWriterArns", "*"),
+        ("SendingFromAddresses", "anyone"),
     ],
 )
 def test_parameter_values_that_would_widen_or_break_the_stack_are_refused(name: str, value: str) -> None:
