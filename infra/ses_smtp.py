@@ -120,6 +120,7 @@ class SesSmtpStandIn:
         propagation_delay: float = 0.0,
         verified_senders: Iterable[str] | None = None,
         host: str = "127.0.0.1",
+        tls_names: Iterable[str] = (),
     ) -> None:
         if region not in SMTP_REGIONS:
             raise ValueError(f"SES has no SMTP endpoint in {region}")
@@ -132,6 +133,9 @@ class SesSmtpStandIn:
         self.messages: list[ReceivedMessage] = []
         self._region = region
         self._host = host
+        # The certificate's names: loopback, the listening address, and any the caller adds (a
+        # test can make a server whose certificate is valid for a name it claims).
+        self._tls_names = tuple(dict.fromkeys((*TLS_NAMES, host, *tls_names)))
         self._listeners: dict[ListenerKind, _Listener] = {}
         self._tmpdir: Path | None = None
 
@@ -148,7 +152,7 @@ class SesSmtpStandIn:
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(self._tmpdir / "ca.pem"))
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert(*TLS_NAMES).configure_cert(server_tls)
+        ca.issue_cert(*self._tls_names).configure_cert(server_tls)
         try:
             for kind in ("starttls", "tls", "plain"):
                 listener = _Listener(_SesHandler(self, kind), kind, self._host, server_tls)

@@ -4,7 +4,7 @@ botocore's default (`legacy`, 5 attempts) gives up on IAM throttling long before
 and a fixed count of `standard` retries either gives up early or sleeps past the Lambda's end. So
 botocore's own retries are off, and one `needs-retry` handler decides instead: it retries what
 botocore's `standard` mode retries (throttling, transient errors, connection errors), with capped
-exponential backoff and full jitter, for as long as the wait ends before `deadline`. After that
+exponential backoff and full jitter, for as long as a retry can start before `deadline`. After that
 the error reaches the handler, which names the API in its log line.
 
     iam = client("iam", deadline=time.monotonic() + 30)
@@ -23,6 +23,7 @@ from botocore.retries.standard import RetryEventAdapter, StandardRetryConditions
 
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 5.0
+LAST_ATTEMPT_SECONDS = 0.5  # no retry starts later than this before the deadline
 # Per HTTP attempt: a hung connection must not use up the step (IAM and Secrets Manager answer
 # in well under a second).
 CONNECT_TIMEOUT_SECONDS = 5
@@ -42,11 +43,11 @@ class DeadlineRetries:
         context = self._adapter.create_retry_context(**kwargs)
         if not self._conditions.is_retryable(context):
             return None
-        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (context.attempt_number - 1))
-        delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
-        if self._clock() + delay >= self.deadline:
+        left = self.deadline - self._clock() - LAST_ATTEMPT_SECONDS
+        if left <= 0:
             return None  # the error goes up now, while there is time to report it
-        return delay
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (context.attempt_number - 1))
+        return min(random.uniform(0, ceiling), left)  # noqa: S311 - jitter, not crypto
 
 
 def client(service: str, *, deadline: float, region: str | None = None) -> Any:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError
 from mypy_boto3_iam import IAMClient
 from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -125,3 +127,36 @@ def failing_call(event_name: str) -> Iterator[None]:
         yield
     finally:
         events.unregister(event_name, crash)
+
+
+class _Body:
+    """The raw body botocore reads from an HTTP response."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+@contextmanager
+def aws_answers(event_name: str, status: int, body: str, headers: dict[str, str] | None = None) -> Iterator[list[int]]:
+    """Make AWS answer every request of `event_name` (``before-send.iam.ListAccessKeys``) with
+    `status` and `body`, as AWS would for an error: botocore parses and retries it as usual.
+    Yields a list that grows by one per HTTP attempt answered."""
+    answered: list[int] = []
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        answered.append(1)
+        fields = HTTPHeaders()
+        for name, value in {"Content-Type": "text/xml", **(headers or {})}.items():
+            fields[name] = value
+        return AWSResponse(request.url, status, fields, _Body(body.encode()))
+
+    boto3.setup_default_session()
+    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
+    events.register(event_name, answer)
+    try:
+        yield answered
+    finally:
+        events.unregister(event_name, answer)
