@@ -1,16 +1,19 @@
-"""Figures for the closing notes and regressions: AWS calls per rotation, step times, import cost.
+"""Figures for the closing notes and regressions: AWS calls per rotation, step times, import cost,
+and testSecret against the propagation delay.
 
-    .venv/bin/python -m infra.bench [--rotations N]
+    .venv/bin/python -m infra.bench [--rotations N] [--no-sweep]
 
 Runs whole rotations through the handler in-process against moto (server mode) and the SES SMTP
 stand-in, counting every AWS API call botocore makes, then times ``import`` of the handler
-module and of boto3 in fresh interpreters (``python -X importtime``).
+module and of boto3 in fresh interpreters (``python -X importtime``), then sweeps the propagation
+delay (``infra.bench_propagation``; about a minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -44,26 +48,37 @@ def import_ms(module: str, runs: int = 5) -> float:
     return statistics.median(samples)
 
 
+@contextlib.contextmanager
+def local_stand_ins() -> Iterator[MotoServer]:
+    """moto in server mode, with this process's AWS clients pointed at it (fake credentials)."""
+    with MotoServer() as moto:
+        set_fake_aws_env(os.environ, moto.endpoint_url)
+        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        os.environ["SMTP_ALLOWED_HOSTS"] = "localhost"  # the SES stand-in, as the deployer would allow it
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        yield moto
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rotations", type=int, default=3)
+    parser.add_argument("--no-sweep", action="store_true", help="skip the propagation-delay sweep (about a minute)")
     args = parser.parse_args(argv)
 
+    from infra import bench_propagation
     from infra.local_aws import lookup_access_key
     from infra.ses_smtp import SesSmtpStandIn
 
-    with MotoServer() as moto, SesSmtpStandIn(lookup_access_key) as ses:
-        set_fake_aws_env(os.environ, moto.endpoint_url)
+    with local_stand_ins(), SesSmtpStandIn(lookup_access_key) as ses:
         os.environ["SSL_CERT_FILE"] = ses.ca_path
-        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         from lambda_function.handler import lambda_handler
 
         boto3.client("iam").create_user(UserName="ses-smtp-bench")
         secrets = boto3.client("secretsmanager")
         document = {"iam_user_name": "ses-smtp-bench", "host": "localhost", "port": ses.starttls_port}
         arn = secrets.create_secret(Name="ses-smtp-bench", SecretString=json.dumps(document))["ARN"]
+        os.environ["SMTP_SECRET_BINDINGS"] = json.dumps({arn: "ses-smtp-bench"})
 
         calls: collections.Counter[str] = collections.Counter()
         current_step = [""]
@@ -95,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nImport time in a fresh interpreter (median of 5, python -X importtime):")
     for module in ("boto3", "lambda_function.handler"):
         print(f"  {module:25} {import_ms(module):7.1f} ms")
+    if not args.no_sweep:
+        return bench_propagation.main([])
     return 0
 
 
