@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 SENDING_GROUP = "AWSSESSendingGroupDoNotRename"
 SENDING_POLICY = "AmazonSesSendingAccess"
@@ -29,9 +30,9 @@ SENDING_POLICY_DOCUMENT: Mapping[str, Any] = {
 
 
 def as_document(document: str | Mapping[str, Any]) -> Mapping[str, Any]:
-    """A policy document as boto3 returns it (already decoded) or as JSON text."""
+    """A policy document as boto3 returns it (decoded), or as JSON text (IAM's wire form is URL-encoded)."""
     if isinstance(document, str):
-        parsed = json.loads(document)
+        parsed = json.loads(unquote(document) if document.startswith("%") else document)
         return parsed if isinstance(parsed, dict) else {}
     return document
 

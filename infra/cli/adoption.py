@@ -1,0 +1,160 @@
+"""Seed 000's migration of a console-made SMTP user, decided in pure code: state in, plan out.
+
+The SES console made SMTP users before September 2024 with an inline policy granting
+``ses:SendRawEmail`` and the tag ``InvokedBy=SESConsole``; AWS now recommends the group
+``AWSSESSendingGroupDoNotRename`` holding the policy ``AmazonSesSendingAccess``. The plan follows
+seed 000's order, so the user can send at every moment:
+
+1. the managed policy ``AmazonSesSendingAccess`` (seed steps 2-5), when the group needs it;
+2. the group (steps 6-7) and the policy attached to it (step 9);
+3. the user added to the group (steps 8, 10-12);
+4. a fresh check that the group grants sending (step 13);
+5. only then the inline sending policies deleted (step 14);
+6. the ``InvokedBy=SESConsole`` tag removed (steps 15-16).
+
+Each run plans from the state it reads, so a run interrupted at any point is finished by the
+next one. ``plan_adoption`` raises ``AdoptionRefused`` (nothing changed) when the user does not
+exist, or when the group exists but does not grant sending and is not an empty shell this tool
+left behind (its members would gain nothing, or something else, by our changes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.cli.inventory import KeyFacts
+from infra.cli.sending_policy import CONSOLE_TAG, SENDING_POLICY
+
+
+class AdoptionRefused(Exception):
+    """Adopting the user would be wrong or impossible; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class PolicyFacts:
+    name: str
+    kind: str  # "managed" (attached) or "inline"
+    grants_sending: bool
+    only_ses: bool  # deleting it takes away nothing but SES actions
+
+
+@dataclass(frozen=True)
+class AdoptionState:
+    user: str
+    user_exists: bool
+    sending_policy_arn: str  # AmazonSesSendingAccess in the user's account
+    sending_policy_exists: bool
+    sending_policy_grants: bool  # meaningful when it exists
+    group: str
+    group_exists: bool
+    group_members: frozenset[str]
+    group_policies: tuple[PolicyFacts, ...]
+    inline_policies: tuple[PolicyFacts, ...]  # the user's inline policies
+    console_tag: bool
+    keys: tuple[KeyFacts, ...]  # for the pre-flight report
+
+    @property
+    def group_grants_sending(self) -> bool:
+        return any(p.grants_sending for p in self.group_policies)
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str  # one of ACTIONS
+    target: str  # what it acts on (policy ARN, group, inline policy name, tag)
+    description: str
+
+
+ACTIONS = (
+    "create_policy",
+    "create_group",
+    "attach_policy",
+    "add_user_to_group",
+    "check_group_grants_sending",
+    "delete_inline_policy",
+    "remove_console_tag",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    notes: tuple[str, ...]  # what the plan leaves alone, and why
+
+    @property
+    def changes(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.action != "check_group_grants_sending")
+
+
+def _group_steps(state: AdoptionState) -> list[Step]:
+    """Make the group grant sending, or refuse when it is someone else's group that does not."""
+    if state.group_exists and state.group_grants_sending:
+        return []
+    if state.group_exists and (state.group_members or state.group_policies):
+        members = ", ".join(sorted(state.group_members)) or "none"
+        policies = ", ".join(f"{p.name} ({p.kind})" for p in state.group_policies) or "none"
+        raise AdoptionRefused(
+            f"Group {state.group} exists but grants no ses:SendRawEmail (members: {members}; policies: "
+            f"{policies}), so {state.user}'s inline policy cannot be replaced by it. Attach {SENDING_POLICY} "
+            "(ses:SendRawEmail) to the group, or name another group with --group, then run adopt again."
+        )
+    steps: list[Step] = []
+    arn = state.sending_policy_arn
+    if not state.sending_policy_exists:
+        steps.append(Step("create_policy", arn, f"create managed policy {SENDING_POLICY} allowing ses:SendRawEmail"))
+    elif not state.sending_policy_grants:
+        raise AdoptionRefused(
+            f"Policy {arn} exists but does not allow ses:SendRawEmail; fix its default version "
+            "(seed 000: Allow ses:SendRawEmail on *), then run adopt again."
+        )
+    if not state.group_exists:
+        steps.append(Step("create_group", state.group, f"create group {state.group}"))
+    steps.append(Step("attach_policy", arn, f"attach {SENDING_POLICY} to group {state.group}"))
+    return steps
+
+
+def plan_adoption(state: AdoptionState) -> Plan:
+    """The steps that take `state` to the end state of seed 000, in its order."""
+    if not state.user_exists:
+        raise AdoptionRefused(
+            f"IAM user {state.user} does not exist; check the name (ses-smtp-rotation audit lists the SMTP users)."
+        )
+    steps = _group_steps(state)
+    if state.user not in state.group_members:
+        steps.append(Step("add_user_to_group", state.group, f"add {state.user} to group {state.group}"))
+    notes: list[str] = []
+    deletable = []
+    for policy in state.inline_policies:
+        if not policy.grants_sending:
+            continue
+        if policy.only_ses:
+            deletable.append(policy)
+        else:
+            notes.append(
+                f"Inline policy {policy.name} also grants more than SES actions: kept. Remove its "
+                "ses:SendRawEmail statement by hand once the user is in the group."
+            )
+    if deletable:
+        steps.append(
+            Step(
+                "check_group_grants_sending",
+                state.group,
+                f"check that {state.user} is in {state.group} and that the group allows ses:SendRawEmail",
+            )
+        )
+        steps += [
+            Step("delete_inline_policy", p.name, f"delete inline policy {p.name} of {state.user}") for p in deletable
+        ]
+    if state.console_tag:
+        key, value = CONSOLE_TAG
+        steps.append(Step("remove_console_tag", key, f"remove tag {key}={value} from {state.user}"))
+    return Plan(tuple(steps), tuple(notes))
+
+
+def join_instructions(user: str) -> str:
+    """How the adopted user joins a deployment (the template takes one user per stack today)."""
+    return (
+        f"To rotate its key, deploy the stack for this user: sam deploy --parameter-overrides "
+        f"SmtpUserName={user} CreateSmtpUser=false SendingGroupExists=true "
+        f"(the user keeps at most one access key; see the README, 'Adopting an existing user')."
+    )
