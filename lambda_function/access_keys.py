@@ -40,10 +40,13 @@ class AccessKeys:
         self._iam = iam
         self.user_name = user_name
 
-    def require_user(self) -> None:
-        """Raise InvalidSecretError when the IAM user does not exist."""
+    def list(self) -> list[AccessKey]:
+        """The user's keys; raise InvalidSecretError when the IAM user does not exist.
+
+        ListAccessKeys' NoSuchEntity is the existence check: no separate GetUser call.
+        """
         try:
-            self._iam.get_user(UserName=self.user_name)
+            response = self._iam.list_access_keys(UserName=self.user_name)
         except ClientError as error:
             if aws_error_code(error) == "NoSuchEntity":
                 raise InvalidSecretError(
@@ -51,9 +54,6 @@ class AccessKeys:
                     "create it or fix iam_user_name."
                 ) from None
             raise
-
-    def list(self) -> list[AccessKey]:
-        response = self._iam.list_access_keys(UserName=self.user_name)
         return [
             AccessKey(key["AccessKeyId"], key["Status"], key["CreateDate"]) for key in response["AccessKeyMetadata"]
         ]

@@ -122,7 +122,6 @@ def create_secret(rotation: Rotation, user: str) -> None:
     current = rotation.document(CURRENT, user)
     current.check_endpoint(rotation.settings.smtp_allowed_hosts)
     keys = AccessKeys(rotation.iam, user)
-    keys.require_user()
     _free_key_slot(rotation, keys, current)
 
     new_key = keys.create()

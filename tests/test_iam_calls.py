@@ -1,0 +1,53 @@
+"""The IAM calls a rotation makes: at most 4 in the steady state (IAM's API rate is the fleet's limit)."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from mypy_boto3_iam import IAMClient
+
+from infra.ses_smtp import SesSmtpStandIn
+from tests.support import create_secret, keys_of, rotate
+
+pytestmark = pytest.mark.usefixtures("smtp_ca")
+
+MAX_IAM_CALLS_PER_ROTATION = 4
+
+
+@contextmanager
+def counting_iam_calls() -> Iterator[collections.Counter[str]]:
+    """Count the IAM API calls of every client created inside the block, by operation."""
+    calls: collections.Counter[str] = collections.Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        calls[model.name] += 1
+
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-call.iam", count)
+    try:
+        yield calls
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("before-call.iam", count)
+
+
+def test_a_rotation_makes_at_most_the_iam_calls_promised(
+    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn
+) -> None:
+    arn = create_secret({"iam_user_name": iam_user}, ses_smtp)
+    with counting_iam_calls() as first:
+        rotate(arn)
+    rotate(arn)  # from here on the user has the current key and the previous one: the steady state
+    with counting_iam_calls() as steady:
+        rotate(arn)
+
+    assert sum(first.values()) <= MAX_IAM_CALLS_PER_ROTATION, first
+    assert sum(steady.values()) <= MAX_IAM_CALLS_PER_ROTATION, steady
+    # The steady state really freed a slot (so the count covers the delete) and created a key.
+    assert steady["DeleteAccessKey"] == 1 and steady["CreateAccessKey"] == 1
+    assert len(keys_of(iam_client, iam_user)) == 2
