@@ -1,0 +1,34 @@
+"""The fleet benchmark runs end to end (a small fleet; the figures come from `make bench-fleet`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from infra.lambda_invoke import REPO_ROOT
+from infra.local_aws import set_fake_aws_env
+
+
+def test_a_small_fleet_rotates_and_the_report_has_every_figure() -> None:
+    env = dict(os.environ)
+    set_fake_aws_env(env)  # fake credentials; the benchmark starts its own moto
+    env.pop("AWS_ENDPOINT_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.bench_fleet", "--users", "3", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert re.search(r"first attempt\s+3 completed\s+0 failed", out), out
+    assert re.search(r"after one retry\s+3 completed\s+0 failed", out), out
+    assert re.search(r"rotation time .*: p50 [\d.]+ s, p95 [\d.]+ s", out), out
+    assert re.search(r"IAM calls per rotation: 4\.00 answered", out), out
+    assert "keys per user: 2 key(s): 3 users; max 2" in out
+    assert "orphans (keys no secret version names): 0" in out
