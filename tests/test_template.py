@@ -54,7 +54,6 @@ CONSOLE_GROUP = "AWSSESSendingGroupDoNotRename"
 # The AWS calls the function makes (SPEC §4), by the resource they act on.
 IAM_KEY_ACTIONS = frozenset(
     {
-        "iam:GetUser",
         "iam:ListAccessKeys",
         "iam:CreateAccessKey",
         "iam:UpdateAccessKey",
