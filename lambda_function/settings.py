@@ -7,6 +7,7 @@ rotate (SPEC §3): ``SMTP_ALLOWED_HOSTS`` and ``SMTP_SECRET_BINDINGS`` are read 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class Settings:
     smtp_allowed_hosts: frozenset[str] = frozenset()
     # secret ARN or name -> the one IAM user whose keys that secret may rotate
     secret_bindings: Mapping[str, str] = field(default_factory=dict)
+    retirement: RetirementPolicy = field(default_factory=lambda: RetirementPolicy())
 
     def bound_user(self, secret_arn: str, secret_name: str) -> str | None:
         """The IAM user the deployment binds this secret to (by ARN, else by name); None if unbound."""
@@ -103,4 +105,71 @@ class Settings:
             smtp_test_sender=sender,
             smtp_allowed_hosts=_allowed_hosts(env),
             secret_bindings=_secret_bindings(env),
+            retirement=retirement_policy(env),
         )
+
+
+# -- Retiring the previous key (SPEC §4a, §5) ----------------------------------------------------
+# Durations are floats in hours or days so that tests and the demo can compress them honestly
+# (PREVIOUS_KEY_ACTIVE_HOURS=0.002 is about 7 seconds).
+
+
+@dataclass(frozen=True)
+class RetirementPolicy:
+    """How long a retiring key stays Active, then Inactive, and how evidence of use holds it."""
+
+    active_hours: float = 24.0  # math.inf: Active until the next rotation (PREVIOUS_KEY_ACTION=keep)
+    inactive_days: float = 7.0  # the rollback window; 0 = delete when deactivated
+    idle_hours: float = 1.0  # a key used within this long (after the rotation) is in use
+    max_active_hours: float = 168.0  # the longest a key in use is held Active after the rotation
+    max_key_age_days: float = 80.0  # compliance alarm on the current key's age
+
+    @property
+    def immediate(self) -> bool:
+        """True when finishSecret itself retires the previous key (incident response)."""
+        return self.active_hours == 0
+
+
+def _duration(env: Mapping[str, str], name: str, unit: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidSettingsError(f"{name} is {raw!r}; it must be a number of {unit}, 0 or more (e.g. 24 or 0.5).")
+    return value
+
+
+def retirement_policy(env: Mapping[str, str]) -> RetirementPolicy:
+    """The §4a durations; PREVIOUS_KEY_ACTION (the first release's setting) fills in what is unset.
+
+    keep = Active until the next rotation, deactivate = PREVIOUS_KEY_ACTIVE_HOURS=0, delete = both
+    0. A new variable that is set wins over PREVIOUS_KEY_ACTION.
+    """
+    defaults = RetirementPolicy()
+    active = _duration(env, "PREVIOUS_KEY_ACTIVE_HOURS", "hours")
+    inactive = _duration(env, "PREVIOUS_KEY_INACTIVE_DAYS", "days")
+    legacy = env.get("PREVIOUS_KEY_ACTION", "").strip()
+    if legacy:
+        action = parse_previous_key_action(legacy, "PREVIOUS_KEY_ACTION")
+        legacy_active = {"keep": math.inf, "deactivate": 0.0, "delete": 0.0}[action]
+        legacy_inactive = 0.0 if action == "delete" else defaults.inactive_days
+        active = legacy_active if active is None else active
+        inactive = legacy_inactive if inactive is None else inactive
+    max_age = _duration(env, "MAX_KEY_AGE_DAYS", "days")
+    if max_age == 0:
+        raise InvalidSettingsError("MAX_KEY_AGE_DAYS is 0; it must be more than 0 days (default 80).")
+
+    def pick(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    return RetirementPolicy(
+        active_hours=pick(active, defaults.active_hours),
+        inactive_days=pick(inactive, defaults.inactive_days),
+        idle_hours=pick(_duration(env, "PREVIOUS_KEY_IDLE_HOURS", "hours"), defaults.idle_hours),
+        max_active_hours=pick(_duration(env, "PREVIOUS_KEY_MAX_ACTIVE_HOURS", "hours"), defaults.max_active_hours),
+        max_key_age_days=pick(max_age, defaults.max_key_age_days),
+    )

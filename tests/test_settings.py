@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambda_function.errors import InvalidSettingsError
-from lambda_function.settings import Settings
+from lambda_function.settings import RetirementPolicy, Settings
 
 
 def test_defaults_are_safe() -> None:
@@ -21,7 +21,7 @@ def test_values_are_read_and_normalised() -> None:
             "SMTP_TEST_SENDER": "ops@example.com",
         }
     )
-    assert settings == Settings("deactivate", 30.0, 2.5, "ops@example.com")
+    assert settings == Settings("deactivate", 30.0, 2.5, "ops@example.com", retirement=RetirementPolicy(active_hours=0))
 
 
 @pytest.mark.parametrize(
