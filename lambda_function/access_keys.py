@@ -92,3 +92,26 @@ class AccessKeys:
                 return False
             raise
         return True
+
+    def activate(self, access_key_id: str) -> bool:
+        """Set a key Active again (rollback); return False when it does not exist."""
+        try:
+            self._iam.update_access_key(UserName=self.user_name, AccessKeyId=access_key_id, Status="Active")
+        except ClientError as error:
+            if aws_error_code(error) == "NoSuchEntity":
+                return False
+            raise
+        return True
+
+    def last_used(self, access_key_id: str) -> datetime | None:
+        """When IAM last saw the key used (GetAccessKeyLastUsed); None if never, or if it is gone.
+
+        Evidence only: AWS does not document how SES SMTP use shows here.
+        """
+        try:
+            response = self._iam.get_access_key_last_used(AccessKeyId=access_key_id)
+        except ClientError as error:
+            if aws_error_code(error) == "NoSuchEntity":
+                return None
+            raise
+        return response.get("AccessKeyLastUsed", {}).get("LastUsedDate")

@@ -71,3 +71,7 @@ class SmtpAuthenticationError(RotationError):
 
 class SmtpSendError(RotationError):
     """SES accepted the login but refused the test message (permission, sender verification)."""
+
+
+class RetirementError(RotationError):
+    """The retirement function could not finish with one or more secrets (each is logged)."""

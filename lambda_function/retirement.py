@@ -112,6 +112,7 @@ class Action:
     last_used: datetime | None
     # When the next step is due (deactivation or deletion); None when there is none.
     due: datetime | None = None
+    in_use: bool = False  # held because in use, or stopped at the longest hold although in use
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,10 @@ def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementP
     )
 
 
-def _action(kind: Kind, key: Key, role: Role, reason: str, due: datetime | None = None) -> Action:
-    return Action(kind, key.access_key_id, role, reason, key.status, key.last_used, due)
+def _action(
+    kind: Kind, key: Key, role: Role, reason: str, due: datetime | None = None, *, in_use: bool = False
+) -> Action:
+    return Action(kind, key.access_key_id, role, reason, key.status, key.last_used, due, in_use)
 
 
 def _deletion(key: Key, role: Role, anchor: datetime, policy: RetirementPolicy, now: datetime) -> Action:
@@ -219,11 +222,11 @@ def _deletion(key: Key, role: Role, anchor: datetime, policy: RetirementPolicy, 
     return _action(Kind.KEEP, key, role, f"Inactive: rollback window until {_at(due)}", due)
 
 
-def _stop(key: Key, role: Role, why: str, policy: RetirementPolicy) -> Action:
+def _stop(key: Key, role: Role, why: str, policy: RetirementPolicy, *, in_use: bool = False) -> Action:
     """An Active key whose time is up: deactivate it, or delete it when there is no Inactive period."""
     if policy.inactive_days == 0:
-        return _action(Kind.DELETE, key, role, f"{why}; PREVIOUS_KEY_INACTIVE_DAYS is 0")
-    return _action(Kind.DEACTIVATE, key, role, why)
+        return _action(Kind.DELETE, key, role, f"{why}; PREVIOUS_KEY_INACTIVE_DAYS is 0", in_use=in_use)
+    return _action(Kind.DEACTIVATE, key, role, why, in_use=in_use)
 
 
 def _retire_previous(key: Key, t0: datetime, policy: RetirementPolicy, now: datetime) -> Action:
@@ -253,6 +256,7 @@ def _retire_previous(key: Key, t0: datetime, policy: RetirementPolicy, now: date
             Role.PREVIOUS,
             f"still in use (last used {_at(last)}): held Active until idle or {_at(limit)}",
             due,
+            in_use=True,
         )
     if in_use:
         why = f"still in use (last used {_at(last)}) but held the longest allowed (until {_at(limit)})"
@@ -260,7 +264,7 @@ def _retire_previous(key: Key, t0: datetime, policy: RetirementPolicy, now: date
         why = "PREVIOUS_KEY_ACTIVE_HOURS is 0: stopped when the rotation finished"
     else:
         why = f"grace period over at {_at(planned)}; last used {_at(last)}"
-    return _stop(key, Role.PREVIOUS, why, policy)
+    return _stop(key, Role.PREVIOUS, why, policy, in_use=in_use)
 
 
 def _retire_never_current(key: Key, policy: RetirementPolicy, now: datetime) -> Action:

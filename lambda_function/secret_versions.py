@@ -19,6 +19,41 @@ PREVIOUS = "AWSPREVIOUS"
 
 
 @dataclass(frozen=True)
+class VersionListing:
+    """A version as ListSecretVersionIds reports it (no value)."""
+
+    version_id: str
+    labels: tuple[str, ...]
+    created: datetime
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    """A secret whose rotation function is a given Lambda function (ListSecrets)."""
+
+    arn: str
+    name: str
+
+
+def secrets_rotated_by(client: SecretsManagerClient, function_arn: str) -> list[RotatedSecret]:
+    """Every secret of the account and region whose rotation function is `function_arn`.
+
+    ListSecrets cannot filter on the rotation function, so this lists every secret the caller may
+    list and keeps those (their values are not read).
+    """
+    found: list[RotatedSecret] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = client.list_secrets(**kwargs)
+        for entry in page.get("SecretList", []):
+            if entry.get("RotationLambdaARN") == function_arn and "ARN" in entry and "Name" in entry:
+                found.append(RotatedSecret(entry["ARN"], entry["Name"]))
+        if not page.get("NextToken"):
+            return found
+        kwargs["NextToken"] = page["NextToken"]
+
+
+@dataclass(frozen=True)
 class SecretState:
     arn: str
     name: str
@@ -77,6 +112,31 @@ class SecretVersions:
             if not page.get("NextToken"):
                 return None
             kwargs["NextToken"] = page["NextToken"]
+
+    def listing(self) -> list[VersionListing]:
+        """Every version, with its labels and CreatedDate, unlabelled (deprecated) ones included."""
+        versions: list[VersionListing] = []
+        kwargs: dict[str, Any] = {"SecretId": self.secret_id, "IncludeDeprecated": True}
+        while True:
+            page = self._client.list_secret_version_ids(**kwargs)
+            versions += [
+                VersionListing(v["VersionId"], tuple(v.get("VersionStages", [])), v["CreatedDate"])
+                for v in page["Versions"]
+                if "VersionId" in v and "CreatedDate" in v
+            ]
+            if not page.get("NextToken"):
+                return versions
+            kwargs["NextToken"] = page["NextToken"]
+
+    def value_of_version(self, version_id: str) -> str | None:
+        """The SecretString of a version by its ID alone (it may have no label); None if none."""
+        try:
+            response = self._client.get_secret_value(SecretId=self.secret_id, VersionId=version_id)
+        except ClientError as error:
+            if aws_error_code(error) == "ResourceNotFoundException":
+                return None
+            raise
+        return response.get("SecretString")
 
     def supports_rotation_token(self) -> bool:
         """Whether this botocore knows PutSecretValue's RotationToken (1.34.125 and later)."""

@@ -1,0 +1,188 @@
+"""Lambda entry point of the retirement function (SPEC §4a), run every hour by EventBridge Scheduler.
+
+Each run is stateless. It finds the secrets whose rotation function is this deployment's
+(``ROTATION_FUNCTION_ARN``), and for each one, with the IAM user ``SMTP_SECRET_BINDINGS`` binds
+it to, reads the state, decides and acts (`retirement_executor.retire`). Then, per secret, it
+emits the metrics ``CurrentKeyAgeDays``, ``ActiveAccessKeys`` and ``PreviousKeyStillInUse``, and
+publishes a message on the alarm topic (``ALARM_TOPIC_ARN``) for every key still in use.
+
+A secret that fails does not stop the others; the run raises at the end, so the function's
+Errors metric (and its alarm) shows it, and the next run picks up where this one stopped. The
+event is ignored and never logged; `now` is read here, once, and passed down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambda_function.access_keys import AccessKeys
+from lambda_function.alarm_topic import AlarmTopic
+from lambda_function.errors import InvalidSettingsError, RetirementError
+from lambda_function.retirement import Action, Decision, Kind
+from lambda_function.retirement_executor import retire
+from lambda_function.secret_versions import RotatedSecret, SecretVersions, secrets_rotated_by
+from lambda_function.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+# Never let botocore log request or response bodies (the secret's value), even at DEBUG.
+for _name in ("botocore", "boto3", "urllib3", "s3transfer"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "ses-smtp-retirement"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "SesSmtpRotation"
+logger = Logger(service=SERVICE)
+# Deployment-wide metrics (dimension: service); per-secret ones add SecretName (`_report`).
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the retirement function looks and whom it tells."""
+
+    rotation_function_arn: str
+    alarm_topic_arn: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Targets:
+        env = os.environ if env is None else env
+        function_arn = env.get("ROTATION_FUNCTION_ARN", "").strip()
+        if not function_arn.startswith("arn:") or ":function:" not in function_arn:
+            raise InvalidSettingsError(
+                f"ROTATION_FUNCTION_ARN is {function_arn!r}; set it to the ARN of this deployment's rotation function."
+            )
+        topic = env.get("ALARM_TOPIC_ARN", "").strip() or None
+        if topic is not None and not topic.startswith("arn:"):
+            raise InvalidSettingsError(f"ALARM_TOPIC_ARN is {topic!r}; set it to an SNS topic ARN or leave it empty.")
+        return cls(function_arn, topic)
+
+
+@dataclass
+class Summary:
+    """What one run did (returned by the handler; key IDs and secret names only)."""
+
+    secrets: list[str]
+    deactivated: list[str]
+    deleted: list[str]
+    held: list[str]
+    skipped: list[str]
+    failed: list[str]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return dict(vars(self))
+
+
+def run(
+    now: datetime,
+    settings: Settings,
+    targets: Targets,
+    secrets: SecretsManagerClient,
+    iam: IAMClient,
+    topic: AlarmTopic | None,
+) -> Summary:
+    """Retire the old keys of every secret this deployment rotates."""
+    found = secrets_rotated_by(secrets, targets.rotation_function_arn)
+    summary = Summary([s.name for s in found], [], [], [], [], [])
+    metrics.add_metric(name="SecretsFound", unit=MetricUnit.Count, value=len(found))
+    for secret in found:
+        user = settings.bound_user(secret.arn, secret.name)
+        if user is None:
+            logger.warning(
+                "Secret is not bound to an IAM user (SMTP_SECRET_BINDINGS); nothing retired", secret_id=secret.arn
+            )
+            summary.skipped.append(secret.name)
+            continue
+        try:
+            decision = retire(
+                AccessKeys(iam, user), SecretVersions(secrets, secret.arn), settings.retirement, now, logger
+            )
+        except Exception as error:  # one secret must not stop the others; the run raises at the end
+            logger.exception("Retirement failed for this secret", secret_id=secret.arn, error=type(error).__name__)
+            summary.failed.append(secret.name)
+            continue
+        summary.deactivated += [a.access_key_id for a in decision.changes if a.kind is Kind.DEACTIVATE]
+        summary.deleted += [a.access_key_id for a in decision.changes if a.kind is Kind.DELETE]
+        summary.held += [a.access_key_id for a in decision.holds]
+        _report(secret, user, decision, topic)
+    return summary
+
+
+def _report(secret: RotatedSecret, user: str, decision: Decision, topic: AlarmTopic | None) -> None:
+    """Metrics for this secret, and a message for every key still in use."""
+    stopped_active = sum(1 for a in decision.changes if a.status == "Active")
+    values: dict[str, tuple[float, MetricUnit]] = {
+        "ActiveAccessKeys": (decision.active_keys - stopped_active, MetricUnit.Count),
+        "PreviousKeyStillInUse": (len(decision.holds), MetricUnit.Count),
+    }
+    if decision.current_key_age_days is not None:
+        values["CurrentKeyAgeDays"] = (round(decision.current_key_age_days, 3), MetricUnit.NoUnit)
+        # Without the secret's dimension too: one alarm then covers every secret of the deployment.
+        metrics.add_metric(name="CurrentKeyAgeDays", unit=MetricUnit.NoUnit, value=decision.current_key_age_days)
+        if decision.current_key_too_old:
+            logger.warning(
+                "The current access key is older than MAX_KEY_AGE_DAYS; rotate the secret",
+                secret_id=secret.arn,
+                key_id=decision.current_key_id,
+                age_days=round(decision.current_key_age_days, 1),
+                max_key_age_days=decision.max_key_age_days,
+            )
+    for name, (value, unit) in values.items():
+        dimensions = {"service": SERVICE, "SecretName": secret.name}
+        with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE, default_dimensions=dimensions):
+            pass
+    for action in decision.actions:
+        if action.in_use and topic is not None:
+            topic.publish(*_in_use_message(secret, user, action))
+
+
+def _in_use_message(secret: RotatedSecret, user: str, action: Action) -> tuple[str, str]:
+    last = action.last_used.isoformat(timespec="seconds") if action.last_used else "unknown"
+    if action.kind is Kind.HOLD:
+        subject = f"SES SMTP: old key still in use ({secret.name})"
+        outcome = (
+            f"It stays Active while in use, at most until {action.due.isoformat(timespec='seconds')} "
+            "(PREVIOUS_KEY_IDLE_HOURS, PREVIOUS_KEY_MAX_ACTIVE_HOURS); the next run looks again."
+            if action.due
+            else "It stays Active while in use; the next run looks again."
+        )
+    else:
+        subject = f"SES SMTP: old key stopped while in use ({secret.name})"
+        outcome = f"It was held for the longest time allowed (PREVIOUS_KEY_MAX_ACTIVE_HOURS) and is now {action.kind}d."
+    message = (
+        f"Access key {action.access_key_id} of IAM user {user} was replaced by a rotation of secret {secret.name} "
+        f"({secret.arn}), but it was last used at {last}. {outcome}\n\n"
+        "Find the application still sending with the old password (CloudTrail, SES sending logs) and make it "
+        "re-read the secret: on a 535 reply, read the secret again and retry once.\n"
+        f"Reason: {action.reason}"
+    )
+    return subject, message
+
+
+@metrics.log_metrics(raise_on_empty_metrics=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, list[str]]:
+    """One retirement run over every secret of the deployment; raise if any secret failed."""
+    now = datetime.now(UTC)
+    settings = Settings.from_env()
+    targets = Targets.from_env()
+    topic = AlarmTopic(boto3.client("sns"), targets.alarm_topic_arn) if targets.alarm_topic_arn else None
+    summary = run(now, settings, targets, boto3.client("secretsmanager"), boto3.client("iam"), topic)
+    logger.info("Retirement run done", extra=summary.as_dict())
+    if summary.failed:
+        metrics.add_metric(name="RetirementFailed", unit=MetricUnit.Count, value=len(summary.failed))
+        raise RetirementError(
+            f"Could not retire the old keys of {', '.join(summary.failed)}; the log says why. The next run tries again."
+        )
+    return summary.as_dict()

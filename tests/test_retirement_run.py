@@ -1,0 +1,195 @@
+"""The retirement function end to end (SPEC §4a): rotations through the rotation handler, then runs
+of the retirement handler, against moto server and the SES SMTP stand-in. Time is made to pass
+by backdating moto's state (``tests/moto_clock.py``), never by waiting.
+
+Every run also checks that AWSCURRENT's key is Active and that the user holds at most two keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from mypy_boto3_iam import IAMClient
+
+from infra.rotation_driver import begin_rotation, run_steps
+from infra.ses_smtp import SesSmtpStandIn
+from lambda_function.errors import RetirementError
+from tests.retirement_support import Deployment, deploy
+from tests.support import Crash, failing_call, invoke, secrets_client, stages
+
+pytestmark = pytest.mark.usefixtures("smtp_ca")
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+@pytest.fixture
+def deployment(
+    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    yield deploy(iam_client, iam_user, ses_smtp, monkeypatch)
+
+
+def rotated_twice(deployment: Deployment) -> tuple[str, str]:
+    """Two rotations: returns (previous key, current key)."""
+    deployment.rotate()
+    old = deployment.current_key()
+    deployment.rotate()
+    return old, deployment.current_key()
+
+
+def test_after_a_rotation_the_previous_key_is_active_through_the_grace_period_then_inactive_then_deleted(
+    deployment: Deployment,
+) -> None:
+    old, new = rotated_twice(deployment)
+    observed = []
+    for step in (timedelta(0), 23 * H, 2 * H, 6 * D, 2 * D):
+        deployment.time_passes(step)
+        deployment.retire()
+        observed.append(deployment.keys())
+    assert observed == [
+        {old: "Active", new: "Active"},  # just rotated
+        {old: "Active", new: "Active"},  # 23 h: still in the grace period
+        {old: "Inactive", new: "Active"},  # 25 h: stopped
+        {old: "Inactive", new: "Active"},  # 6 days later: still in the rollback window
+        {new: "Active"},  # 8 days later: deleted
+    ]
+
+
+def test_a_second_run_at_the_same_time_changes_nothing(deployment: Deployment) -> None:
+    old, new = rotated_twice(deployment)
+    deployment.time_passes(25 * H)
+    first = deployment.retire()
+    second = deployment.retire()
+    assert (first["deactivated"], second["deactivated"]) == ([old], [])
+    assert deployment.keys() == {old: "Inactive", new: "Active"}
+
+
+def test_an_old_key_in_use_is_held_and_announced_then_deactivated_at_the_maximum(deployment: Deployment) -> None:
+    old, new = rotated_twice(deployment)
+    deployment.time_passes(25 * H)
+    deployment.key_used(old, ago=10 * 60 * timedelta(seconds=1))
+
+    held = deployment.retire()
+
+    assert held["held"] == [old]
+    assert deployment.keys() == {old: "Active", new: "Active"}
+    (message,) = deployment.messages()
+    assert old in message["Message"]
+    assert "last used at" in message["Message"] and deployment.user in message["Message"]
+
+    deployment.time_passes(140 * H)  # 165 h after the rotation, still in use
+    deployment.key_used(old)
+    assert deployment.retire()["held"] == [old]
+    assert len(deployment.messages()) == 1
+
+    deployment.time_passes(4 * H)  # 169 h: held the longest allowed
+    deployment.key_used(old)
+    stopped = deployment.retire()
+    assert stopped["deactivated"] == [old]
+    assert deployment.keys() == {old: "Inactive", new: "Active"}
+    (message,) = deployment.messages()
+    assert "stopped while in use" in message["Subject"]
+
+
+def test_an_old_key_that_goes_idle_is_deactivated_at_the_next_run(deployment: Deployment) -> None:
+    old, new = rotated_twice(deployment)
+    deployment.time_passes(25 * H)
+    deployment.key_used(old, ago=10 * 60 * timedelta(seconds=1))
+    assert deployment.retire()["held"] == [old]
+    deployment.time_passes(H)
+    assert deployment.retire()["deactivated"] == [old]
+    assert deployment.keys() == {old: "Inactive", new: "Active"}
+
+
+def test_the_key_of_a_cancelled_rotation_is_deactivated_at_the_next_run_and_deleted_after_the_window(
+    deployment: Deployment,
+) -> None:
+    deployment.rotate()
+    good = deployment.current_key()
+    token = deployment.rotate(steps=("createSecret", "setSecret"))  # then testSecret fails for ever
+    (failed,) = set(deployment.keys()) - {good}
+    client = secrets_client()
+    client.cancel_rotate_secret(SecretId=deployment.arn)  # the README runbook
+    client.update_secret_version_stage(SecretId=deployment.arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+
+    assert deployment.retire()["deactivated"] == [failed]
+    assert deployment.keys() == {good: "Active", failed: "Inactive"}
+    deployment.time_passes(7 * D + H)
+    assert deployment.retire()["deleted"] == [failed]
+    assert deployment.keys() == {good: "Active"}
+
+
+@pytest.mark.parametrize("stage", ["after-createSecret", "between-CreateAccessKey-and-PutSecretValue"])
+def test_a_run_during_a_rotation_in_progress_leaves_the_pending_key_alone(stage: str, deployment: Deployment) -> None:
+    deployment.rotate()
+    deployment.time_passes(30 * D)
+    current = deployment.current_key()
+    token = begin_rotation(secrets_client(), deployment.arn, function_arn=deployment.function_arn)
+    if stage == "after-createSecret":
+        run_steps(invoke, deployment.arn, token, steps=("createSecret",))
+    else:
+        with failing_call("after-call.iam.CreateAccessKey"), pytest.raises(Crash):
+            run_steps(invoke, deployment.arn, token, steps=("createSecret",))
+    (pending,) = set(deployment.keys()) - {current}
+
+    deployment.time_passes(H)
+    result = deployment.retire()
+
+    assert result["deactivated"] == result["deleted"] == []
+    assert deployment.keys() == {current: "Active", pending: "Active"}
+    run_steps(invoke, deployment.arn, token, steps=("createSecret", "setSecret", "testSecret", "finishSecret"))
+    assert "AWSCURRENT" in stages(deployment.arn)[token]
+
+
+def test_the_current_key_is_never_touched_however_old_and_its_age_is_reported(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    deployment.rotate()
+    key = deployment.current_key()
+    deployment.time_passes(400 * D)
+    capsys.readouterr()
+
+    result = deployment.retire()
+
+    assert result["deactivated"] == result["deleted"] == []
+    assert deployment.keys() == {key: "Active"}
+    too_old = [r.__dict__ for r in caplog.records if "older than MAX_KEY_AGE_DAYS" in r.getMessage()]
+    assert [(r["key_id"], r["age_days"] >= 400) for r in too_old] == [(key, True)]
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    secret_name = secrets_client().describe_secret(SecretId=deployment.arn)["Name"]
+    per_secret = {
+        metric["Name"]: record[metric["Name"]][0]
+        for record in metrics
+        if record.get("SecretName") == secret_name
+        for directive in record["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }
+    assert per_secret["ActiveAccessKeys"] == 1
+    assert per_secret["PreviousKeyStillInUse"] == 0
+    assert per_secret["CurrentKeyAgeDays"] >= 400
+
+
+def test_a_secret_not_bound_to_a_user_is_left_alone(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = rotated_twice(deployment)
+    deployment.time_passes(30 * D)
+    monkeypatch.setenv("SMTP_SECRET_BINDINGS", json.dumps({"some-other-secret": deployment.user}))
+    result = deployment.retire()
+    assert result["skipped"] == [result["secrets"][0]] and result["deactivated"] == []
+    assert deployment.keys() == {old: "Active", new: "Active"}
+
+
+def test_a_secret_whose_current_version_names_another_user_is_refused_and_nothing_changes(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, iam_client: IAMClient
+) -> None:
+    old, new = rotated_twice(deployment)
+    deployment.time_passes(30 * D)
+    other = f"{deployment.user}-other"
+    iam_client.create_user(UserName=other)
+    monkeypatch.setenv("SMTP_SECRET_BINDINGS", json.dumps({deployment.arn: other}))
+    with pytest.raises(RetirementError):
+        deployment.retire()
+    assert deployment.keys() == {old: "Active", new: "Active"}
