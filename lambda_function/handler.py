@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -68,6 +69,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
             default_region=secrets.meta.region_name,
             deadline=deadline,
             logger=logger,
+            now=datetime.now(UTC),
         )
         run_step(parsed.step, rotation)
     except RotationError as error:

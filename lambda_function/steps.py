@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from lambda_function.access_keys import MAX_KEYS_PER_USER, AccessKeys
 from lambda_function.errors import InvalidEventError, InvalidSecretError, KeyLimitError
+from lambda_function.retirement_executor import retire
 from lambda_function.secret_document import SecretDocument
-from lambda_function.secret_versions import CURRENT, PENDING, PREVIOUS, SecretVersions
+from lambda_function.secret_versions import CURRENT, PENDING, SecretVersions
 from lambda_function.settings import Settings
 from lambda_function.smtp_check import SmtpEndpoint, check_login
 
@@ -41,6 +43,7 @@ class Rotation:
     default_region: str
     deadline: float  # time.monotonic() by which the step must have returned
     logger: Logger
+    now: datetime  # when the invocation began (UTC), for the retirement rules
 
     def document(self, label: str, user: str, version_id: str | None = None) -> SecretDocument:
         """A version's document, refused unless it names `user`, the secret's bound IAM user."""
@@ -90,7 +93,7 @@ def run_step(step: str, rotation: Rotation) -> None:
         raise InvalidSecretError(f"Token {rotation.token} is not a version of secret {state.arn}.")
     if CURRENT in labels:
         if step == "finishSecret":
-            _retire_previous_key(rotation, rotation.document(CURRENT, user), state.version_with(PREVIOUS))
+            _retire_previous_key(rotation, rotation.document(CURRENT, user))
         else:
             rotation.logger.info("Version is already AWSCURRENT; nothing to do")
         return
@@ -229,32 +232,30 @@ def test_secret(rotation: Rotation, user: str) -> None:
 
 
 def finish_secret(rotation: Rotation, user: str, current_version: str | None) -> None:
-    """Move AWSCURRENT to the token, then retire the old current key (keep/deactivate/delete)."""
+    """Move AWSCURRENT to the token; with an immediate policy, stop the previous key at once."""
     if current_version is None:
         raise InvalidSecretError(f"Secret {rotation.secrets.secret_id} has no AWSCURRENT version.")
     pending = rotation.pending(user)  # validates the document before anything moves
     rotation.secrets.promote(rotation.token, current_version)
     rotation.logger.info("Moved AWSCURRENT", from_version=current_version, key_id=pending.username)
-    _retire_previous_key(rotation, pending, current_version)
+    _retire_previous_key(rotation, pending)
 
 
-def _retire_previous_key(rotation: Rotation, current: SecretDocument, previous_version: str | None) -> None:
-    """Apply the deployment's previous-key action to `previous_version`'s key unless it is the current key.
+def _retire_previous_key(rotation: Rotation, current: SecretDocument) -> None:
+    """Apply the immediate policies of SPEC §4a; otherwise the retirement function does it later.
 
-    Also runs when a finishSecret is retried after the label moved, so the action is never lost.
-    Only keys of the bound user (`current` was checked to name it) can be touched.
+    With PREVIOUS_KEY_ACTIVE_HOURS=0 the old keys are deactivated now, and deleted now when
+    PREVIOUS_KEY_INACTIVE_DAYS is 0 too: the same decision as the retirement function's
+    (`retirement.decide`), without evidence of use, which the immediate policies ignore. Also runs
+    when a finishSecret is retried after the label moved, so the action is never lost.
     """
-    action = rotation.settings.previous_key_action
-    text = rotation.secrets.value(PREVIOUS, previous_version) if previous_version else None
-    previous = SecretDocument.parse(text, rotation.default_region, PREVIOUS) if text else None
-    if previous is None or previous.username is None or previous.username == current.username:
-        rotation.logger.info("No previous access key to retire")
+    policy = rotation.settings.retirement
+    if not policy.immediate:
+        rotation.logger.info(
+            "The previous access key retires later (retirement function)",
+            previous_key_active_hours=policy.active_hours,
+            previous_key_inactive_days=policy.inactive_days,
+        )
         return
     keys = AccessKeys(rotation.iam, current.iam_user_name)
-    if action == "delete":
-        found = keys.delete(previous.username)
-    elif action == "deactivate":
-        found = keys.deactivate(previous.username)
-    else:  # keep: a grace period for consumers that cache the secret; the next rotation deletes it
-        found = True
-    rotation.logger.info("Applied previous-key action", action=action, key_id=previous.username, key_found=found)
+    retire(keys, rotation.secrets, policy, rotation.now, rotation.logger, last_use=False)
