@@ -75,3 +75,7 @@ class SmtpSendError(RotationError):
 
 class RetirementError(RotationError):
     """The retirement function could not finish with one or more secrets (each is logged)."""
+
+
+class RollbackRefusedError(RotationError):
+    """A rollback cannot be done safely; nothing was changed."""

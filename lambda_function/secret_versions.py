@@ -154,6 +154,11 @@ class SecretVersions:
             kwargs["RotationToken"] = rotation_token
         self._client.put_secret_value(**kwargs)
 
+    def remove_label(self, label: str, version_id: str) -> None:
+        self._client.update_secret_version_stage(
+            SecretId=self.secret_id, VersionStage=label, RemoveFromVersionId=version_id
+        )
+
     def promote(self, token: str, current_version: str) -> None:
         """Move AWSCURRENT to `token`; Secrets Manager moves AWSPREVIOUS by itself."""
         self._client.update_secret_version_stage(
