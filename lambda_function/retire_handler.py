@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambda_function import aws_clients
 from lambda_function.access_keys import AccessKeys
 from lambda_function.alarm_topic import AlarmTopic
 from lambda_function.errors import InvalidSettingsError, RetirementError
@@ -36,6 +37,9 @@ from lambda_function.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+# AWS calls stop retrying this long before Lambda would stop the function, so the failure is ours.
+LAMBDA_MARGIN_SECONDS = 5.0
 
 # Never let botocore log request or response bodies (the secret's value), even at DEBUG.
 for _name in ("botocore", "boto3", "urllib3", "s3transfer"):
@@ -175,10 +179,13 @@ def _in_use_message(secret: RotatedSecret, user: str, action: Action) -> tuple[s
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, list[str]]:
     """One retirement run over every secret of the deployment; raise if any secret failed."""
     now = datetime.now(UTC)
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - LAMBDA_MARGIN_SECONDS
     settings = Settings.from_env()
     targets = Targets.from_env()
-    topic = AlarmTopic(boto3.client("sns"), targets.alarm_topic_arn) if targets.alarm_topic_arn else None
-    summary = run(now, settings, targets, boto3.client("secretsmanager"), boto3.client("iam"), topic)
+    sns = aws_clients.client("sns", deadline=deadline) if targets.alarm_topic_arn else None
+    topic = AlarmTopic(sns, targets.alarm_topic_arn) if sns is not None and targets.alarm_topic_arn else None
+    secrets = aws_clients.client("secretsmanager", deadline=deadline)
+    summary = run(now, settings, targets, secrets, aws_clients.client("iam", deadline=deadline), topic)
     logger.info("Retirement run done", extra=summary.as_dict())
     if summary.failed:
         metrics.add_metric(name="RetirementFailed", unit=MetricUnit.Count, value=len(summary.failed))
