@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+CURRENT_KEY_AGE_METRIC = "CurrentKeyAgeDays"  # template.yaml's CurrentKeyTooOldAlarm watches it
+
 # AWS calls stop retrying this long before Lambda would stop the function, so the failure is ours.
 LAMBDA_MARGIN_SECONDS = 5.0
 
@@ -131,9 +133,9 @@ def _report(secret: RotatedSecret, user: str, decision: Decision, topic: AlarmTo
         "PreviousKeyStillInUse": (len(decision.holds), MetricUnit.Count),
     }
     if decision.current_key_age_days is not None:
-        values["CurrentKeyAgeDays"] = (round(decision.current_key_age_days, 3), MetricUnit.NoUnit)
+        values[CURRENT_KEY_AGE_METRIC] = (round(decision.current_key_age_days, 3), MetricUnit.NoUnit)
         # Without the secret's dimension too: one alarm then covers every secret of the deployment.
-        metrics.add_metric(name="CurrentKeyAgeDays", unit=MetricUnit.NoUnit, value=decision.current_key_age_days)
+        metrics.add_metric(name=CURRENT_KEY_AGE_METRIC, unit=MetricUnit.NoUnit, value=decision.current_key_age_days)
         if decision.current_key_too_old:
             logger.warning(
                 "The current access key is older than MAX_KEY_AGE_DAYS; rotate the secret",

@@ -28,8 +28,9 @@ from mypy_boto3_iam import IAMClient
 from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
+from lambda_function.settings import retirement_policy
 from tests.support import STANDIN_HOST, smtp_login_code
-from tests.test_template import FUNCTION_ID, REPO, deploy, tool
+from tests.test_template import FUNCTION_ID, REPO, RETIREMENT_ID, deploy, tool
 
 PACKAGE = "lambda_function"
 DEPENDENCIES = {"boto3", "botocore", "aws_lambda_powertools"}  # requirements.txt, and what boto3 needs
@@ -164,6 +165,9 @@ def test_built_template_keeps_the_handler_runtime_and_architecture(build: Build)
     function = deploy(path=build.template).properties(FUNCTION_ID)
     assert function["Handler"] == f"{PACKAGE}.handler.lambda_handler"
     assert (function["Runtime"], function["Architectures"]) == ("python3.13", ["arm64"])
+    retirement = deploy(path=build.template).properties(RETIREMENT_ID)
+    module = retirement["Handler"].rpartition(".")[0].replace(".", "/") + ".py"
+    assert (build.function_dir.parent / RETIREMENT_ID / module).is_file()
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,11 +262,15 @@ def test_built_artifact_alone_completes_two_rotations_against_moto_and_the_smtp_
         "port": ses_smtp.starttls_port,
         "region": ses_smtp.region,
     }
-    # PREVIOUS_KEY_ACTION from the template (keep): the previous key stays until the next rotation.
+    # The template's previous-key policy: only an immediate one (0 hours) acts in finishSecret;
+    # otherwise the previous key stays Active for the retirement function to retire later.
     keys = {k["AccessKeyId"]: k["Status"] for k in iam_client.list_access_keys(UserName=iam_user)["AccessKeyMetadata"]}
+    policy = retirement_policy(artifact_function.env)
     expected_keys = {second["username"]: "Active"}
-    if artifact_function.env["PREVIOUS_KEY_ACTION"] == "keep":
+    if not policy.immediate:
         expected_keys[first["username"]] = "Active"
+    elif policy.inactive_days > 0:
+        expected_keys[first["username"]] = "Inactive"
     assert keys == expected_keys
     # An application logs in with what the secret now holds.
     assert smtp_login_code(ses_smtp, second["username"], second["password"]) == 235

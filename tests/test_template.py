@@ -30,10 +30,12 @@ from samtranslator.translator.transform import transform  # type: ignore[import-
 from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
 from infra.local_aws import set_fake_aws_env
+from lambda_function.retire_handler import CURRENT_KEY_AGE_METRIC
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
 FUNCTION_ID = "RotationFunction"
+RETIREMENT_ID = "RetirementFunction"
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -70,9 +72,17 @@ SECRET_ACTIONS = frozenset(
     }
 )
 KMS_ACTIONS = frozenset({"kms:Decrypt", "kms:GenerateDataKey"})
+# The retirement function's calls (SPEC §4a): never CreateAccessKey, never a write to the secret.
+RETIRE_IAM_ACTIONS = frozenset(
+    {"iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:UpdateAccessKey", "iam:DeleteAccessKey"}
+)
+RETIRE_SECRET_ACTIONS = frozenset({"secretsmanager:ListSecretVersionIds", "secretsmanager:GetSecretValue"})
+LIST_SECRETS = frozenset({"secretsmanager:ListSecrets"})
 LOG_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
 FUNCTION_ENVIRONMENT = {
     "PREVIOUS_KEY_ACTION",
+    "PREVIOUS_KEY_ACTIVE_HOURS",
+    "PREVIOUS_KEY_INACTIVE_DAYS",
     "SMTP_ALLOWED_HOSTS",
     "SMTP_SECRET_BINDINGS",
     "SMTP_AUTH_TIMEOUT_SECONDS",
@@ -118,7 +128,14 @@ ADOPT_KMS_IDENTITY = Configuration(
 )
 CONSOLE_GROUP_EXISTS = Configuration(
     "console-group-exists",
-    {"SendingGroupExists": "true", "SmtpUserName": "app-mailer", "SmtpUserPath": "/smtp/"},
+    {
+        "SendingGroupExists": "true",
+        "SmtpUserName": "app-mailer",
+        "SmtpUserPath": "/smtp/",
+        "PreviousKeyActiveHours": "12",
+        "PreviousKeyInactiveDays": "3.5",
+        "MaxKeyAgeDays": "60",
+    },
 )
 CONFIGURATIONS = [DEFAULTS, ADOPT_KMS_IDENTITY, CONSOLE_GROUP_EXISTS]
 
@@ -380,10 +397,10 @@ def identity_grants(stack: Stack) -> list[Grant]:
     return grants
 
 
-def role_grants(stack: Stack) -> list[Grant]:
-    role = stack.properties(FUNCTION_ID)["Role"]
-    assert role == "<GetAtt RotationFunctionRole.Arn>", "the function must use the role of this template"
-    return [grant for grant in identity_grants(stack) if grant.source.startswith("RotationFunctionRole/")]
+def role_grants(stack: Stack, function_id: str = FUNCTION_ID) -> list[Grant]:
+    role = stack.properties(function_id)["Role"]
+    assert role == f"<GetAtt {function_id}Role.Arn>", "the function must use its own role of this template"
+    return [grant for grant in identity_grants(stack) if grant.source.startswith(f"{function_id}Role/")]
 
 
 def smtp_user_arn(stack: Stack) -> str:
@@ -472,7 +489,9 @@ def test_no_policy_grants_an_action_on_every_resource_except_unscoped_ses_sendin
         if unscoped_sending and stack.parameters["SendingGroupExists"] == "false"
         else []
     )
-    assert wildcard_grants == allowed
+    # ListSecrets cannot be scoped (IAM authorizes it on "*" only); it returns no secret value.
+    allowed.append(Grant("RetirementFunctionRole/FindOwnSecrets", LIST_SECRETS, ("*",), {}))
+    assert sorted(wildcard_grants, key=lambda g: g.source) == sorted(allowed, key=lambda g: g.source)
 
 
 def test_no_policy_uses_wildcard_actions(stack: Stack) -> None:
@@ -503,7 +522,8 @@ def test_secrets_manager_actions_are_scoped_to_the_rotated_secret(stack: Stack) 
 def test_kms_is_allowed_only_with_a_key_and_only_through_secrets_manager(
     stack: Stack, configuration: Configuration
 ) -> None:
-    kms_grants = [grant for grant in identity_grants(stack) if any(a.startswith("kms:") for a in grant.actions)]
+    kms_grants = [grant for grant in role_grants(stack) if any(a.startswith("kms:") for a in grant.actions)]
+    assert not [g for g in identity_grants(stack) if "kms:GenerateDataKey" in g.actions and g not in kms_grants]
     if configuration.kms_key is None:
         assert kms_grants == []
         assert "KmsKeyId" not in stack.properties("SmtpSecret")
@@ -577,16 +597,24 @@ def test_rotation_schedule_waits_for_the_invoke_permission(stack: Stack) -> None
     }
 
 
-def test_topic_accepts_messages_only_from_this_rule_and_this_alarm(stack: Stack) -> None:
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def test_topic_accepts_messages_only_from_this_rule_and_these_alarms(stack: Stack) -> None:
     _, policy = stack.only("AWS::SNS::TopicPolicy")
     publishers = {
-        (s["Principal"]["Service"], s["Condition"]["ArnEquals"]["aws:SourceArn"])
+        (s["Principal"]["Service"], _hashable(s["Condition"]["ArnEquals"]["aws:SourceArn"]))
         for s in policy["PolicyDocument"]["Statement"]
         if s["Effect"] == "Allow"
     }
     assert publishers == {
         ("events.amazonaws.com", "<GetAtt RotationFailedRule.Arn>"),
         ("cloudwatch.amazonaws.com", "<GetAtt RotationFunctionErrorsAlarm.Arn>"),
+        (
+            "cloudwatch.amazonaws.com",
+            ("<GetAtt RetirementFunctionErrorsAlarm.Arn>", "<GetAtt CurrentKeyTooOldAlarm.Arn>"),
+        ),
     }
     assert {s["Action"] for s in policy["PolicyDocument"]["Statement"]} == {"sns:Publish"}
 
@@ -664,8 +692,10 @@ def test_function_runs_python313_on_arm64_with_structured_json_logs(stack: Stack
     assert function["Handler"] == "lambda_function.handler.lambda_handler"
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
     assert function["LoggingConfig"]["ApplicationLogLevel"] == stack.parameters["LogLevel"]
-    _, log_group = stack.only("AWS::Logs::LogGroup")
-    assert log_group["RetentionInDays"] == stack.parameters["LogRetentionDays"]
+    log_groups = stack.of_type("AWS::Logs::LogGroup")
+    assert set(log_groups) == {"RotationFunctionLogGroup", "RetirementFunctionLogGroup"}
+    for log_group in log_groups.values():
+        assert log_group["Properties"]["RetentionInDays"] == stack.parameters["LogRetentionDays"]
 
 
 def test_function_timeout_covers_the_wait_for_a_new_key(stack: Stack) -> None:
@@ -725,7 +755,7 @@ def test_rotation_failed_event_of_this_secret_notifies_the_topic(stack: Stack) -
 
 
 def test_function_errors_raise_an_alarm_on_the_topic(stack: Stack) -> None:
-    _, alarm = stack.only("AWS::CloudWatch::Alarm")
+    alarm = stack.properties("RotationFunctionErrorsAlarm")
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": f"<Ref {FUNCTION_ID}>"}]
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
@@ -746,6 +776,141 @@ def test_outputs_name_the_secret_function_and_user_and_reveal_no_secret(stack: S
     text = json.dumps(stack.outputs)
     assert "resolve:secretsmanager" not in text
     assert "SecretString" not in text and "SecretAccessKey" not in text
+
+
+# --------------------------------------------------------------------------------------------
+# The retirement function (SPEC §4a)
+# --------------------------------------------------------------------------------------------
+
+
+def test_retirement_role_allows_exactly_the_calls_the_retirement_function_makes(
+    stack: Stack, configuration: Configuration
+) -> None:
+    expected = (
+        LOG_ACTIONS
+        | RETIRE_IAM_ACTIONS
+        | RETIRE_SECRET_ACTIONS
+        | LIST_SECRETS
+        | {"sns:Publish"}
+        | ({"kms:Decrypt"} if configuration.kms_key else frozenset())
+    )
+    granted = frozenset().union(*(grant.actions for grant in role_grants(stack, RETIREMENT_ID)))
+    assert granted == expected
+    assert not granted & {"iam:CreateAccessKey", "secretsmanager:PutSecretValue"}
+
+
+def test_retirement_role_reaches_only_the_smtp_user_the_secret_the_topic_and_its_log_group(stack: Stack) -> None:
+    grants = {(g.actions, g.resources) for g in role_grants(stack, RETIREMENT_ID) if "kms:Decrypt" not in g.actions}
+    assert grants == {
+        (LOG_ACTIONS, ("<GetAtt RetirementFunctionLogGroup.Arn>",)),
+        (RETIRE_IAM_ACTIONS, (smtp_user_arn(stack),)),
+        (RETIRE_SECRET_ACTIONS, ("<Ref SmtpSecret>",)),
+        (LIST_SECRETS, ("*",)),  # unscopable, and returns no value (see the template's comment)
+        (frozenset({"sns:Publish"}), ("<Ref AlarmTopic>",)),
+    }
+
+
+def test_retirement_role_decrypts_only_this_secret_through_secrets_manager(
+    stack: Stack, configuration: Configuration
+) -> None:
+    kms = [
+        (g.actions, g.resources, g.condition) for g in role_grants(stack, RETIREMENT_ID) if "kms:Decrypt" in g.actions
+    ]
+    if configuration.kms_key is None:
+        assert kms == []
+    else:
+        condition = {
+            "StringEquals": {
+                "kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com",
+                "kms:EncryptionContext:SecretARN": "<Ref SmtpSecret>",
+            }
+        }
+        assert kms == [(frozenset({"kms:Decrypt"}), (configuration.kms_key,), condition)]
+
+
+def test_retirement_role_trusts_only_lambda(stack: Stack) -> None:
+    trust = stack.properties("RetirementFunctionRole")["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+
+
+def test_retirement_function_looks_after_this_rotation_functions_secrets_with_their_bound_user(stack: Stack) -> None:
+    rotation, retirement = stack.properties(FUNCTION_ID), stack.properties(RETIREMENT_ID)
+    env = retirement["Environment"]["Variables"]
+    assert env["ROTATION_FUNCTION_ARN"] == f"<GetAtt {FUNCTION_ID}.Arn>"
+    assert env["SMTP_SECRET_BINDINGS"] == rotation["Environment"]["Variables"]["SMTP_SECRET_BINDINGS"]
+    assert env["ALARM_TOPIC_ARN"] == "<Ref AlarmTopic>"
+    assert retirement["Handler"] == "lambda_function.retire_handler.lambda_handler"
+    for name in ("Code", "Runtime", "Architectures"):
+        assert retirement[name] == rotation[name], name
+    source = load_template()["Resources"]  # what sam build reads: the same package, built the same way
+    assert source[RETIREMENT_ID]["Properties"]["CodeUri"] == source[FUNCTION_ID]["Properties"]["CodeUri"]
+    assert source[RETIREMENT_ID]["Metadata"] == source[FUNCTION_ID]["Metadata"]
+    assert retirement["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": "<Ref RetirementFunctionLogGroup>",
+        "ApplicationLogLevel": stack.parameters["LogLevel"],
+    }
+    (invoke_config,) = stack.of_type("AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 0  # the next hourly run is the retry
+
+
+def test_both_functions_get_the_retirement_durations(stack: Stack) -> None:
+    parameters = stack.parameters
+    durations = {
+        "PREVIOUS_KEY_ACTION": parameters["PreviousKeyAction"],
+        "PREVIOUS_KEY_ACTIVE_HOURS": parameters["PreviousKeyActiveHours"],
+        "PREVIOUS_KEY_INACTIVE_DAYS": parameters["PreviousKeyInactiveDays"],
+    }
+    rotation = stack.properties(FUNCTION_ID)["Environment"]["Variables"]
+    retirement = stack.properties(RETIREMENT_ID)["Environment"]["Variables"]
+    assert {name: rotation[name] for name in durations} == durations  # the immediate policies
+    assert {name: retirement[name] for name in durations} == durations
+    assert retirement["PREVIOUS_KEY_IDLE_HOURS"] == parameters["PreviousKeyIdleHours"]
+    assert retirement["PREVIOUS_KEY_MAX_ACTIVE_HOURS"] == parameters["PreviousKeyMaxActiveHours"]
+    assert retirement["MAX_KEY_AGE_DAYS"] == parameters["MaxKeyAgeDays"]
+
+
+def test_retirement_schedule_runs_hourly_with_a_role_that_may_invoke_only_the_retirement_function(
+    stack: Stack,
+) -> None:
+    _, schedule = stack.only("AWS::Scheduler::Schedule")
+    assert (schedule["ScheduleExpression"], schedule["State"]) == ("rate(1 hour)", "ENABLED")
+    assert schedule["Target"]["Arn"] == f"<GetAtt {RETIREMENT_ID}.Arn>"
+    assert schedule["Target"]["RoleArn"] == "<GetAtt RetirementScheduleRole.Arn>"
+    trust = stack.properties("RetirementScheduleRole")["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "scheduler.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
+    ]
+    grants = [g for g in identity_grants(stack) if g.source.startswith("RetirementScheduleRole/")]
+    assert [(g.actions, g.resources) for g in grants] == [
+        (frozenset({"lambda:InvokeFunction"}), (f"<GetAtt {RETIREMENT_ID}.Arn>",))
+    ]
+
+
+def test_current_key_age_alarm_watches_the_metric_the_retirement_function_emits(stack: Stack) -> None:
+    alarm = stack.properties("CurrentKeyTooOldAlarm")
+    env = stack.properties(RETIREMENT_ID)["Environment"]["Variables"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (env["POWERTOOLS_METRICS_NAMESPACE"], CURRENT_KEY_AGE_METRIC)
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    assert (alarm["Statistic"], alarm["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
+    assert str(alarm["Threshold"]) == stack.parameters["MaxKeyAgeDays"] == env["MAX_KEY_AGE_DAYS"]
+    assert alarm["AlarmActions"] == ["<Ref AlarmTopic>"]
+
+
+def test_default_maximum_key_age_is_below_security_hub_iam3() -> None:
+    assert int(load_template()["Parameters"]["MaxKeyAgeDays"]["Default"]) < 90
+
+
+def test_retirement_function_errors_raise_an_alarm_on_the_topic(stack: Stack) -> None:
+    alarm = stack.properties("RetirementFunctionErrorsAlarm")
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": f"<Ref {RETIREMENT_ID}>"}]
+    assert alarm["AlarmActions"] == ["<Ref AlarmTopic>"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -798,6 +963,10 @@ def test_configuration_set_scope_leaves_identities_of_this_account_open() -> Non
         ("SmtpAllowedHosts", "*.example.com"),
         ("SecretWriterArns", "*"),
         ("SendingFromAddresses", "anyone"),
+        ("PreviousKeyActiveHours", "-1"),
+        ("PreviousKeyInactiveDays", "7d"),
+        ("PreviousKeyIdleHours", "1h"),
+        ("PreviousKeyMaxActiveHours", "inf"),
     ],
 )
 def test_parameter_values_that_would_widen_or_break_the_stack_are_refused(name: str, value: str) -> None:
