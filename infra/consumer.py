@@ -13,6 +13,10 @@
 
 A refused login (``535``) exits non-zero with a message that names the access key (never the
 password). ``--version-id`` reads an older version instead of AWSCURRENT, to check a retired key.
+
+A long-running application caches the secret instead (``CachedSecret``): it keeps sending with
+the credentials it read, and on a ``535`` it reads the secret again, once, and retries — the
+convention that lets a rotation retire the previous key without breaking it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 import smtplib
 import ssl
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -38,6 +44,10 @@ TIMEOUT_SECONDS = 10.0
 
 class ConsumerError(Exception):
     """Reading the secret or sending failed; the message says why (never a password)."""
+
+
+class CredentialsRefused(ConsumerError):
+    """SES answered ``535``: the key was retired (or is still propagating)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ def send_email(credentials: SmtpCredentials, message: EmailMessage) -> None:
             smtp.login(credentials.username, credentials.password)
             smtp.send_message(message)
     except smtplib.SMTPAuthenticationError as error:
-        raise ConsumerError(
+        raise CredentialsRefused(
             f"{where} refused the credentials of access key {credentials.username} ({_reply(error)}). "
             "The key was deleted or deactivated (a rotation retired it) or is brand new and still "
             "propagating: read AWSCURRENT again and retry."
@@ -142,6 +152,59 @@ def send_email(credentials: SmtpCredentials, message: EmailMessage) -> None:
 def _reply(error: smtplib.SMTPResponseException) -> str:
     text = error.smtp_error
     return f"{error.smtp_code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+
+
+@dataclass
+class Delivery:
+    """How one `CachedSecret.send` went: the key it signed in with, and whether it re-read first."""
+
+    access_key_id: str
+    refused_key: str | None = None  # the cached key SES refused (535) before the re-read
+
+
+class CachedSecret:
+    """The secret as a long-running application holds it: read once, reused for `ttl` seconds.
+
+    Like the caching clients (``aws-secretsmanager-caching``: one hour by default), it does not
+    notice a rotation until its copy expires. On a ``535`` it re-reads the secret once and retries.
+    """
+
+    def __init__(
+        self,
+        client: SecretsManagerClient,
+        secret_id: str,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self.secret_id = secret_id
+        self.ttl = ttl
+        self._clock = clock
+        self._credentials: SmtpCredentials | None = None
+        self._read_at = 0.0
+
+    @property
+    def credentials(self) -> SmtpCredentials:
+        if self._credentials is None or self._clock() - self._read_at >= self.ttl:
+            self.refresh()
+        assert self._credentials is not None
+        return self._credentials
+
+    def refresh(self) -> SmtpCredentials:
+        self._credentials = read_credentials(self._client, self.secret_id)
+        self._read_at = self._clock()
+        return self._credentials
+
+    def send(self, message: EmailMessage) -> Delivery:
+        """Send with the cached credentials; on 535, read the secret again and retry once."""
+        credentials = self.credentials
+        try:
+            send_email(credentials, message)
+            return Delivery(credentials.username)
+        except CredentialsRefused:
+            fresh = self.refresh()
+            send_email(fresh, message)
+            return Delivery(fresh.username, refused_key=credentials.username)
 
 
 def main(argv: list[str] | None = None) -> int:

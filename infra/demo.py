@@ -2,6 +2,7 @@
 
     make demo
     make demo ARGS="--rotations 2 --previous-key-action delete --regions eu-west-1 --verbose"
+    make demo ARGS="--no-lifecycle"     # sections 1-5 only
 
 It follows a runbook, one section of output per step:
 
@@ -15,7 +16,12 @@ It follows a runbook, one section of output per step:
    version, then createSecret, setSecret, testSecret, finishSecret with a RotationToken), and after
    each rotation show the step timings, the access keys and the version labels.
 4. Send one e-mail with the rotated secret the way an application does (``infra/consumer.py``).
-5. Show that a key retired by the previous-key action is refused.
+5. Show that a retired key is refused.
+6. Overlap, then retire (``infra/demo_lifecycle.py``): the whole life of a key with compressed
+   durations, the retirement function run by the demo, and a rollback inside the window.
+
+The stand-in wiring is ``infra/demo_setup.py``, the narration ``infra/demo_narration.py`` and the
+checks ``infra/demo_checks.py``.
 
 Exit status 0 on success, 1 with the cause on any failure, 130 when interrupted. Everything it
 starts is stopped on the way out. It never prints a password, a secret access key or a
@@ -26,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import logging
 import os
 import shlex
 import signal
@@ -36,75 +40,26 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
-
-from infra.lambda_invoke import REPO_ROOT, Invocation, LambdaWorker
-from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
+from infra.demo_checks import check_invariants, key_statuses, labels_by_version, read_version, show_versions
+from infra.demo_lifecycle import show_lifecycle
+from infra.demo_narration import describe_smtp_attempts, say, short, show_log
+from infra.demo_setup import (
+    RECIPIENT,
+    REGION,
+    SECRET_NAME,
+    Demo,
+    DemoError,
+    Options,
+    Version,
+    provision,
+    start_local_aws,
+)
+from infra.lambda_invoke import REPO_ROOT, Invocation
 from infra.rotation_driver import begin_rotation, run_steps
-from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.smtp_password import SMTP_REGIONS
-
-if TYPE_CHECKING:
-    from mypy_boto3_iam import IAMClient
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-
-HANDLER = "lambda_function.handler.lambda_handler"  # the template's Handler
-REGION = "us-east-1"  # the stand-in's region: SES checks the password of its own region
-USER = "ses-smtp-user"  # the template's default SmtpUserName
-SECRET_NAME = f"ses-smtp/{USER}"  # the template's default secret name
-STANDIN_HOST = "localhost"  # the SES stand-in, on loopback: the one host the demo's deployment allows
-SENDING_GROUP = "AWSSESSendingGroupDoNotRename"
-SENDING_POLICY = "AmazonSesSendingAccess"
-SENDER = "app@example.com"  # the application field of the secret
-VERIFIED_DOMAIN = "example.com"
-RECIPIENT = "success@simulator.amazonses.com"
-HANDLER_MARGIN_SECONDS = 10  # the function timeout beyond the SMTP budget (the handler keeps 5 s)
-VERSIONS_SHOWN = 4
-INDENT = " " * 35  # continuation lines of section 1
-
-
-class DemoError(Exception):
-    """The demo cannot go on; the message names the cause."""
-
-
-@dataclass(frozen=True)
-class Options:
-    rotations: int = 3
-    delay: float = 5.0
-    auth_timeout: float = 25.0
-    previous_key_action: str = "keep"
-    regions: tuple[str, ...] = ()
-    verbose: bool = False
-
-
-@dataclass(frozen=True)
-class Version:
-    """One secret version as the demo shows it: IDs and field names, never values."""
-
-    version_id: str
-    rotation: int  # 0: the deployer's bootstrap version
-    key_id: str | None
-    fields: tuple[str, ...]
-    password_regions: tuple[str, ...]
-
-
-@dataclass
-class Demo:
-    """What the demo started and what it has seen so far."""
-
-    options: Options
-    moto: MotoServer
-    ses: SesSmtpStandIn
-    function: LambdaWorker
-    iam: IAMClient
-    secrets: SecretsManagerClient
-    secret_arn: str = ""
-    versions: list[Version] = field(default_factory=list)  # oldest first
-    retired_by: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (rotation, what)
 
 
 class StepFailed(Exception):
@@ -112,108 +67,6 @@ class StepFailed(Exception):
         super().__init__(f"{step} failed")
         self.step = step
         self.invocation = invocation
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def short(version_id: str) -> str:
-    return version_id[:8]
-
-
-# -- 1. the local stand-ins --------------------------------------------------------------------------
-
-
-def start_local_aws(stack: contextlib.ExitStack, options: Options) -> Demo:
-    say("1. Local stand-ins (nothing here talks to AWS)")
-    set_fake_aws_env(os.environ, region=REGION)  # before any client exists: fake credentials only
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-    moto = stack.enter_context(MotoServer())
-    set_fake_aws_env(os.environ, moto.endpoint_url, region=REGION)
-    say(f"   {'moto (IAM, Secrets Manager)':<32}{moto.endpoint_url}")
-    ses = stack.enter_context(
-        SesSmtpStandIn(
-            lookup_access_key, region=REGION, propagation_delay=options.delay, verified_senders=[VERIFIED_DOMAIN]
-        )
-    )
-    say(f"   {f'SES SMTP stand-in ({REGION})':<32}localhost:{ses.starttls_port} STARTTLS, localhost:{ses.tls_port} TLS")
-    say(f"{INDENT}a new key is refused (535) for its first {options.delay:g} s")
-    say(f"{INDENT}verified identity: {VERIFIED_DOMAIN}; CA in SSL_CERT_FILE")
-    timeout = options.auth_timeout + HANDLER_MARGIN_SECONDS
-    function = LambdaWorker(HANDLER, env=function_env(options, moto, ses), timeout=timeout)
-    stack.callback(function.close)
-    function.start()
-    if options.verbose:
-        show_log(function.read_new_log())
-    say(f"   {'rotation function':<32}{HANDLER} in a worker process (INIT {function.init_seconds:.1f} s)")
-    say(
-        f"{INDENT}timeout {timeout:g} s, PREVIOUS_KEY_ACTION={options.previous_key_action}, "
-        f"SMTP_AUTH_TIMEOUT_SECONDS={options.auth_timeout:g}"
-    )
-    return Demo(
-        options=options,
-        moto=moto,
-        ses=ses,
-        function=function,
-        iam=boto3.client("iam"),
-        secrets=boto3.client("secretsmanager"),
-    )
-
-
-def function_env(options: Options, moto: MotoServer, ses: SesSmtpStandIn) -> dict[str, str]:
-    """The function's environment: what the template sets, pointed at the stand-ins."""
-    env = dict(os.environ)
-    set_fake_aws_env(env, moto.endpoint_url, region=REGION)
-    env.pop("SMTP_TEST_SENDER", None)
-    env.update(
-        {
-            "SSL_CERT_FILE": ses.ca_path,
-            # As the template does: the stand-in is the one host credentials may go to, and the
-            # secret may rotate USER's keys only (bound by name here: the ARN comes later).
-            "SMTP_ALLOWED_HOSTS": STANDIN_HOST,
-            "SMTP_SECRET_BINDINGS": json.dumps({SECRET_NAME: USER}),
-            "PREVIOUS_KEY_ACTION": options.previous_key_action,
-            "SMTP_AUTH_TIMEOUT_SECONDS": f"{options.auth_timeout:g}",
-            "SMTP_CONNECT_TIMEOUT_SECONDS": "10",
-            "POWERTOOLS_SERVICE_NAME": "ses-smtp-rotation",
-            "POWERTOOLS_METRICS_NAMESPACE": "SesSmtpRotation",
-            "POWERTOOLS_LOG_LEVEL": "INFO" if options.verbose else "WARNING",
-        }
-    )
-    return env
-
-
-# -- 2. what template.yaml creates -----------------------------------------------------------------
-
-
-def provision(demo: Demo) -> None:
-    say()
-    say("2. Provision what template.yaml creates")
-    iam = demo.iam
-    iam.create_user(UserName=USER)
-    iam.create_group(GroupName=SENDING_GROUP)
-    allow_send = {"Sid": "SendThroughSesSmtp", "Effect": "Allow", "Action": "ses:SendRawEmail", "Resource": "*"}
-    policy = {"Version": "2012-10-17", "Statement": [allow_send]}
-    iam.put_group_policy(GroupName=SENDING_GROUP, PolicyName=SENDING_POLICY, PolicyDocument=json.dumps(policy))
-    iam.add_user_to_group(GroupName=SENDING_GROUP, UserName=USER)
-    say(f"   IAM user {USER} (no access key yet) in group {SENDING_GROUP} ({SENDING_POLICY}: ses:SendRawEmail)")
-
-    bootstrap: dict[str, Any] = {
-        "iam_user_name": USER,
-        "region": REGION,
-        "host": STANDIN_HOST,  # the stand-in, instead of email-smtp.us-east-1.amazonaws.com
-        "port": demo.ses.starttls_port,
-        "sender": SENDER,
-    }
-    if demo.options.regions:
-        bootstrap["regions"] = list(demo.options.regions)
-    description = f"SES SMTP credentials of IAM user {USER} (username, password, host, port), rotated locally."
-    created = demo.secrets.create_secret(Name=SECRET_NAME, Description=description, SecretString=json.dumps(bootstrap))
-    demo.secret_arn = created["ARN"]
-    demo.versions.append(Version(created["VersionId"], 0, None, tuple(sorted(bootstrap)), ()))
-    say(f"   secret {SECRET_NAME}: {json.dumps(bootstrap)}")
-    say("   rotation: every 30 days with the function above; deploying rotates at once (rotation 1)")
 
 
 # -- 3. rotations, as Secrets Manager runs them -----------------------------------------------------
@@ -265,94 +118,15 @@ def rotate(demo: Demo, number: int) -> None:
     check_invariants(demo, number, keys_after)
 
 
-def read_version(demo: Demo, version_id: str, rotation: int) -> Version:
-    """The key ID and field names of a version (its values stay here)."""
-    try:
-        text = demo.secrets.get_secret_value(SecretId=demo.secret_arn, VersionId=version_id).get("SecretString")
-    except demo.secrets.exceptions.ResourceNotFoundException:
-        text = None  # a pending version that createSecret did not fill
-    document = json.loads(text or "{}")
-    passwords = document.get("passwords")
-    return Version(
-        version_id=version_id,
-        rotation=rotation,
-        key_id=document.get("username"),
-        fields=tuple(sorted(document)),
-        password_regions=tuple(passwords) if isinstance(passwords, dict) else (),
-    )
-
-
-def key_statuses(demo: Demo) -> dict[str, str]:
-    """Every key the user has or any version named: Active, Inactive or deleted."""
-    listed = demo.iam.list_access_keys(UserName=USER)["AccessKeyMetadata"]
-    statuses: dict[str, str] = {key["AccessKeyId"]: key["Status"] for key in listed}
-    for version in demo.versions:
-        if version.key_id is not None:
-            statuses.setdefault(version.key_id, "deleted")
-    return statuses
-
-
-def labels_by_version(demo: Demo) -> dict[str, list[str]]:
-    return dict(demo.secrets.describe_secret(SecretId=demo.secret_arn).get("VersionIdsToStages", {}))
-
-
-def describe_smtp_attempts(codes: list[int]) -> str:
-    if not codes:
-        return "no SMTP login seen"
-    if codes == [235]:
-        return "SMTP AUTH: 235 at the first attempt"
-    refused = codes[:-1] if codes[-1] == 235 else codes
-    text = f"SMTP AUTH: {'/'.join(str(c) for c in sorted(set(refused)))} x{len(refused)} while the key propagated"
-    return text + (f", then 235 (attempt {len(codes)})" if codes[-1] == 235 else "")
-
-
 def describe_previous_key(previous: Version, keys: dict[str, str], options: Options) -> str:
     if previous.key_id is None:
         return "the bootstrap version had no key to retire"
     status = keys.get(previous.key_id, "deleted")
+    if options.previous_key_action is None:
+        return f"previous key {previous.key_id} stays {status} for its grace period (the retirement function's job)"
     if options.previous_key_action == "keep":
         return f"previous key {previous.key_id} kept {status} until the next rotation (keep)"
     return f"previous key {previous.key_id} {status} ({options.previous_key_action})"
-
-
-def show_versions(demo: Demo, keys: dict[str, str]) -> None:
-    labels = labels_by_version(demo)
-    say(f"   version   {'labels':<24} {'access key':<22} key status")
-    newest_first = list(reversed(demo.versions))
-    for version in newest_first[:VERSIONS_SHOWN]:
-        label = ", ".join(sorted(labels.get(version.version_id, []))) or "-"
-        key = version.key_id or ("(bootstrap: no key)" if version.rotation == 0 else "(no value)")
-        status = keys.get(version.key_id, "") if version.key_id else ""
-        say(f"   {short(version.version_id)}  {label:<24} {key:<22} {status}".rstrip())
-    if len(newest_first) > VERSIONS_SHOWN:
-        say(f"   ... and {len(newest_first) - VERSIONS_SHOWN} older version(s) without labels")
-    current = next(v for v in demo.versions if "AWSCURRENT" in labels.get(v.version_id, []))
-    fields = ", ".join(current.fields)
-    regions = f"; passwords for {', '.join(current.password_regions)}" if current.password_regions else ""
-    say(f"   AWSCURRENT holds {fields} (values not shown){regions}")
-
-
-def check_invariants(demo: Demo, number: int, keys: dict[str, str]) -> None:
-    """What a successful rotation guarantees (SPEC §9); the demo refuses to go on without it."""
-    labels = labels_by_version(demo)
-    current = demo.versions[-1]
-    problems = []
-    if "AWSCURRENT" not in labels.get(current.version_id, []):
-        problems.append(f"AWSCURRENT is not on the new version {short(current.version_id)}")
-    if current.key_id is None or keys.get(current.key_id) != "Active":
-        problems.append(f"the AWSCURRENT key {current.key_id} is not Active")
-    existing = [key for key, status in keys.items() if status != "deleted"]
-    if len(existing) > 2:
-        problems.append(f"IAM user {USER} has {len(existing)} access keys")
-    named = {version.key_id for version in demo.versions}
-    orphans = [key for key in existing if key not in named]
-    if orphans:
-        problems.append(f"no version names access key(s) {', '.join(orphans)}")
-    stuck = [v for v, stages in labels.items() if "AWSPENDING" in stages and "AWSCURRENT" not in stages]
-    if stuck:
-        problems.append(f"AWSPENDING is left on version {short(stuck[0])}")
-    if problems:
-        raise DemoError(f"Rotation {number} reported success, but {'; '.join(problems)}.")
 
 
 def explain_step_failure(demo: Demo, number: int, failure: StepFailed) -> str:
@@ -378,38 +152,6 @@ def explain_step_failure(demo: Demo, number: int, failure: StepFailed) -> str:
     elif invocation.error_type == "Sandbox.Timedout":
         message += "\nCause: the function ran past its timeout and was stopped, as Lambda would."
     return message
-
-
-# Keys every Powertools record repeats (Lambda context, where in the code): left out of the display.
-_LOG_CONTEXT_KEYS = frozenset(
-    {"level", "location", "message", "timestamp", "service", "cold_start", "secret_id", "version_id", "xray_trace_id"}
-)
-
-
-def show_log(text: str) -> None:
-    """The function's log, one line per record; structured records compacted to their own keys."""
-    for line in text.splitlines():
-        if line.startswith("END RequestId"):
-            continue
-        say(f"   | {compact_log_line(line)}")
-
-
-def compact_log_line(line: str) -> str:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(record, dict):
-        return line
-    if "_aws" in record:  # an embedded-metric-format record
-        metrics = [m["Name"] for d in record["_aws"].get("CloudWatchMetrics", []) for m in d.get("Metrics", [])]
-        return "metric " + ", ".join(metrics)
-    extra = " ".join(
-        f"{key}={value}"
-        for key, value in record.items()
-        if key not in _LOG_CONTEXT_KEYS and not key.startswith("function_")
-    )
-    return f"{record.get('level', '')} {record.get('message', '')}  {extra}".rstrip()
 
 
 # -- 4. an application sends mail -------------------------------------------------------------------
@@ -470,10 +212,13 @@ def show_retired_key_refused(demo: Demo) -> None:
     labels = ", ".join(labels_by_version(demo).get(version.version_id, [])) or "no label now"
     say(
         f"   version {short(version.version_id)} (rotation {version.rotation}, {labels}) names access key "
-        f"{version.key_id}, {what} by rotation {rotation} ({options.previous_key_action})"
+        f"{version.key_id}, {what} by rotation {rotation} ({options.policy})"
     )
     if options.previous_key_action == "keep":
         say("   (keep: AWSPREVIOUS's key stays Active as a grace period; the next rotation deletes it)")
+    elif options.previous_key_action is None:
+        say("   (these rotations came faster than the grace period: createSecret freed a key slot; section 6")
+        say("    shows the previous key retiring at its own pace)")
     attempts = len(demo.ses.auth_attempts)
     result = run_consumer(demo, "--secret-id", SECRET_NAME, "--to", RECIPIENT, "--version-id", version.version_id)
     codes = {a.code for a in demo.ses.auth_attempts[attempts:] if a.username == version.key_id}
@@ -489,22 +234,22 @@ def why_nothing_retired(demo: Demo) -> str:
     options = demo.options
     if len(demo.versions) <= 2:
         return "rotation 1 replaced the bootstrap version, which had no key; run --rotations 2 or more."
-    return (
-        "with keep, AWSPREVIOUS's key stays Active as a grace period until the next rotation deletes "
-        "it; run --rotations 3 or more, or --previous-key-action deactivate or delete."
-        if options.previous_key_action == "keep"
-        else "no key was deactivated or deleted."
-    )
+    if options.previous_key_action in (None, "keep"):
+        return (
+            "AWSPREVIOUS's key is still in its grace period (the next rotation frees its slot); run "
+            "--rotations 3 or more, or --previous-key-action deactivate or delete."
+        )
+    return "no key was deactivated or deleted."
 
 
 # -- the runbook -----------------------------------------------------------------------------------
 
 
-def run(options: Options) -> None:
+def run(options: Options, *, lifecycle: bool = True) -> None:
     """The whole demo; everything started is stopped when this returns or raises."""
     say("SES SMTP credential rotation: local demo, no AWS account needed")
     say(
-        f"({options.rotations} rotation(s), previous-key action {options.previous_key_action}, "
+        f"({options.rotations} rotation(s), previous key: {options.policy}, "
         f"propagation delay {options.delay:g} s{', regions ' + ' '.join(options.regions) if options.regions else ''})"
     )
     say()
@@ -515,9 +260,11 @@ def run(options: Options) -> None:
             rotate(demo, number)
         send_as_application(demo)
         show_retired_key_refused(demo)
+        if lifecycle:
+            show_lifecycle(demo)
 
 
-def parse_args(argv: Sequence[str] | None) -> Options:
+def parse_args(argv: Sequence[str] | None) -> tuple[Options, bool]:
     parser = argparse.ArgumentParser(
         prog="python -m infra.demo",
         description="Rotate SES SMTP credentials against local stand-ins of IAM, Secrets Manager and SES.",
@@ -534,8 +281,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--previous-key-action",
         choices=("keep", "deactivate", "delete"),
-        default="keep",
-        help="what finishSecret does with the previous key (default keep)",
+        help="the first release's PREVIOUS_KEY_ACTION instead of the (compressed) overlap durations",
+    )
+    parser.add_argument(
+        "--no-lifecycle", action="store_true", help="leave out section 6 (overlap, then retire; about 20 s)"
     )
     parser.add_argument(
         "--regions", nargs="+", default=[], metavar="REGION", help="extra regions to derive passwords for"
@@ -553,7 +302,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     unknown = [r for r in regions if r not in SMTP_REGIONS]
     if unknown:
         parser.error(f"no SES SMTP endpoint in {', '.join(unknown)}; choose from {', '.join(sorted(SMTP_REGIONS))}")
-    return Options(args.rotations, args.delay, auth_timeout, args.previous_key_action, regions, args.verbose)
+    options = Options(args.rotations, args.delay, auth_timeout, args.previous_key_action, regions, args.verbose)
+    return options, not args.no_lifecycle
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -570,12 +320,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+    options, lifecycle = parse_args(argv)
     started = time.monotonic()
     code = 1
     with _sigterm_as_interrupt():
         try:
-            run(options)
+            run(options, lifecycle=lifecycle)
             code = 0
         except DemoError as error:
             print(f"\nDEMO FAILED: {error}", file=sys.stderr, flush=True)
@@ -589,9 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     say()
     if code == 0:
-        say(f"Demo passed in {elapsed:.1f} s. Stopped the function worker, the SES SMTP stand-in and moto.")
+        say(f"Demo passed in {elapsed:.1f} s. Stopped the function workers, the SES SMTP stand-in and moto.")
     else:
-        say(f"Stopped the function worker, the SES SMTP stand-in and moto after {elapsed:.1f} s.")
+        say(f"Stopped the function workers, the SES SMTP stand-in and moto after {elapsed:.1f} s.")
     return code
 
 

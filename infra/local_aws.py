@@ -11,15 +11,16 @@ moto's backend: a key deleted or deactivated through the API is seen at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import MutableMapping
-from datetime import UTC
+from datetime import UTC, datetime
 from types import TracebackType
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.iam.models import iam_backends
+from moto.iam.models import AccessKey, AccessKeyLastUsed, iam_backends
 from moto.secretsmanager.models import SecretsManagerBackend
 from moto.server import ThreadedMotoServer
 
@@ -159,4 +160,10 @@ def lookup_access_key(
         secret_access_key=key.secret_access_key,
         status=key.status,
         create_date=key.create_date.replace(tzinfo=UTC),  # moto stores naive UTC
+        record_use=functools.partial(_record_smtp_use, key),
     )
+
+
+def _record_smtp_use(key: AccessKey, when: datetime, region: str) -> None:
+    """What GetAccessKeyLastUsed shows after SES accepted the key (moto keeps naive UTC, like utcnow())."""
+    key.last_used = AccessKeyLastUsed(timestamp=when.astimezone(UTC).replace(tzinfo=None), service="ses", region=region)

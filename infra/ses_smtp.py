@@ -7,6 +7,7 @@ A real SMTP server on loopback, built on aiosmtpd, that answers like SES does:
 - accepts a password only when it is the v4 SMTP password of an *Active* IAM access key for this
   endpoint's region, and only once the key is older than ``propagation_delay`` (a new key is
   refused with ``535 Authentication Credentials Invalid`` for a few seconds on real SES too);
+- records each accepted AUTH as the key's last use (``GetAccessKeyLastUsed`` shows it);
 - rejects an unverified sender with ``554 Message rejected`` *after* DATA, like SES.
 
 It knows the IAM keys through ``key_lookup`` (``infra.local_aws.lookup_access_key`` reads moto's
@@ -38,7 +39,7 @@ import ssl
 import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -68,12 +69,16 @@ class _Unchanged(enum.Enum):
 
 @dataclass(frozen=True)
 class IamAccessKey:
-    """What SES knows about an access key: enough to recompute its SMTP password."""
+    """What SES knows about an access key: enough to recompute its SMTP password.
+
+    `record_use`, when given, is told when SES accepted the key (its last use).
+    """
 
     user_name: str
     secret_access_key: str
     status: str  # "Active" or "Inactive"
     create_date: datetime  # timezone-aware
+    record_use: Callable[[datetime, str], None] | None = field(default=None, compare=False)  # (when, region)
 
     def __repr__(self) -> str:  # keep the secret out of reprs, tracebacks and logs
         return f"IamAccessKey(user_name={self.user_name!r}, status={self.status!r}, create_date={self.create_date})"
@@ -249,10 +254,15 @@ class SesSmtpStandIn:
         key = self.key_lookup(username)
         if key is None or key.status != "Active":
             return False
-        if datetime.now(UTC) - key.create_date < timedelta(seconds=self.propagation_delay):
+        now = datetime.now(UTC)
+        if now - key.create_date < timedelta(seconds=self.propagation_delay):
             return False
         expected = smtp_password(key.secret_access_key, self._region)
-        return hmac.compare_digest(password.encode(), expected.encode())
+        if not hmac.compare_digest(password.encode(), expected.encode()):
+            return False
+        if key.record_use is not None:  # what GetAccessKeyLastUsed then shows (SPEC §7)
+            key.record_use(now, self._region)
+        return True
 
     def sender_is_verified(self, address: str) -> bool:
         """SES accepts a sender whose address or domain is a verified identity."""

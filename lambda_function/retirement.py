@@ -146,7 +146,7 @@ def _labelled(versions: Sequence[Version], label: str) -> Version | None:
 
 
 def _at(moment: datetime | None) -> str:
-    return "never" if moment is None else moment.isoformat(timespec="seconds")
+    return "never" if moment is None else moment.isoformat(timespec="milliseconds")
 
 
 def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementPolicy, now: datetime) -> Decision:

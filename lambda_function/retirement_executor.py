@@ -159,4 +159,4 @@ def _apply(action: Action, keys: AccessKeys, secret_id: str, logger: Logger) -> 
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds")
+    return None if moment is None else moment.isoformat(timespec="milliseconds")

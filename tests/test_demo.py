@@ -125,28 +125,70 @@ def run_demo(tmp_path: Path, *args: str) -> DemoRun:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=60,
+        timeout=180,  # a safety net: the default run takes ~30 s, with section 6's compressed durations
         check=False,
     )
     secrets = json.loads(secrets_file.read_text())
     return DemoRun(result.returncode, result.stdout, time.monotonic() - started, secrets, marker)
 
 
-def test_demo_rotates_three_times_sends_mail_and_never_prints_a_secret(tmp_path: Path) -> None:
+def test_demo_rotates_three_times_sends_mail_shows_a_keys_whole_life_and_never_prints_a_secret(
+    tmp_path: Path,
+) -> None:
     run = run_demo(tmp_path, "--delay", "1")  # the defaults, with a shorter propagation delay
 
     assert run.returncode == 0, run.output
     assert "3.3 Rotation 3 of 3" in run.output
     assert "then 235" in run.output  # the new key was refused while it propagated, then accepted
     assert "SES stand-in: accepted (250)" in run.output
-    assert "deleted by rotation 3 (keep)" in run.output
+    assert "deleted by rotation 3 (overlap, then retire)" in run.output
     assert "SES stand-in: 535 for" in run.output
     assert "Demo passed" in run.output
-    assert len(run.secrets["secret_access_keys"]) == 3
-    assert len(run.secrets["passwords"]) == 3
-    assert len(run.secrets["rotation_tokens"]) == 12
+    assert len(run.secrets["secret_access_keys"]) == 5  # sections 3 and 6
+    assert len(run.secrets["passwords"]) == 5
+    assert len(run.secrets["rotation_tokens"]) == 20
     assert run.leaked() == []
     assert_nothing_left_running(run.marker)
+    assert_lifecycle_shown(run.output)
+
+
+def lifecycle_events(output: str, section: str, key: str) -> list[str]:
+    """What section 6.x of the demo output says happened to `key`, in order."""
+    start = output.index(section)
+    end = output.find("\n6.", start + len(section))
+    events = []
+    for line in output[start : end if end != -1 else None].splitlines():
+        if f"retirement function: {key} " in line:
+            events.append(line.split(f"retirement function: {key} ")[1].split(" ")[0])
+        elif f"consumer: 535 for cached key {key}" in line:
+            events.append("535-then-reread")
+        elif f"consumer: 250, sent as {key} (cached)" in line:
+            events.append("sent")
+        elif "alarm topic: 'SES SMTP: old key still in use" in line:
+            events.append("alarm")
+    return events
+
+
+def assert_lifecycle_shown(output: str) -> None:
+    """Section 6: overlap, hold while in use, 535 and re-read, Inactive, deleted; then a rollback."""
+    old = output.split("caches it for an hour: access key ")[1].split()[0]
+    events = lifecycle_events(output, "6.1 A consumer with a cached secret", old)
+    # The cached key works through the grace period, is held while in use (announced), then stopped;
+    # the consumer re-reads on 535; the key stays Inactive for the window, then is deleted.
+    collapsed = [e for i, e in enumerate(events) if i == 0 or e != events[i - 1]]
+    assert collapsed[:2] == ["sent", "KEEP"], events
+    assert collapsed.index("HOLD") < collapsed.index("DEACTIVATE") < collapsed.index("DELETE"), events
+    assert "alarm" in collapsed[collapsed.index("HOLD") :], events
+    assert "535-then-reread" in collapsed[collapsed.index("DEACTIVATE") :], events
+    assert "sent" not in collapsed[collapsed.index("DEACTIVATE") :], events
+    assert f"IAM user keys now: {old} deleted" in output
+
+    rollback = output[output.index("6.2 Rollback inside the window") :]
+    assert "DEACTIVATE (previous): grace period over" in rollback
+    assert "$ python -m infra.cli rollback --secret-id ses-smtp/ses-smtp-user" in rollback
+    assert "key status before   Inactive" in rollback
+    assert "key status now      Active (reactivated)" in rollback
+    assert "AWSCURRENT               " in rollback  # the versions table after the rollback
 
 
 def test_demo_with_every_option_keeps_logs_free_of_secrets(tmp_path: Path) -> None:
@@ -160,6 +202,7 @@ def test_demo_with_every_option_keeps_logs_free_of_secrets(tmp_path: Path) -> No
     assert "passwords for us-east-1, eu-west-1" in run.output
     assert "INFO SMTP login accepted" in run.output  # the function's own log, shown by --verbose
     assert "deleted by rotation 2 (delete)" in run.output
+    assert "Skipped: PREVIOUS_KEY_ACTION=delete" in run.output  # section 6 is the overlap's
     assert len(run.secrets["passwords"]) == 2 * 3  # per version: password, passwords[us-east-1, eu-west-1]
     assert run.leaked() == []
     assert_nothing_left_running(run.marker)
@@ -197,7 +240,7 @@ def test_interrupted_demo_stops_everything_it_started() -> None:
                 output += os.read(process.stdout.fileno(), 65536)
         assert b"invoking the four steps" in output, output.decode()
         time.sleep(1)  # testSecret is now waiting for the key to propagate
-        assert len(processes_with_marker(marker)) == 2  # the demo and its function worker
+        assert len(processes_with_marker(marker)) == 3  # the demo and its two function workers
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 130
     finally:

@@ -199,7 +199,7 @@ def test_every_hold_names_the_key_and_its_last_use() -> None:
     (hold,) = decision.holds
     assert hold.access_key_id == case.key.access_key_id
     assert hold.last_used == USED_IN_GRACE
-    assert USED_IN_GRACE.isoformat(timespec="seconds") in hold.reason
+    assert USED_IN_GRACE.isoformat(timespec="milliseconds") in hold.reason
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RetirementError
 from tests.retirement_support import Deployment, deploy
-from tests.support import Crash, failing_call, invoke, secrets_client, stages
+from tests.support import Crash, current, failing_call, invoke, secrets_client, smtp_login_code, stages
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
@@ -93,6 +93,19 @@ def test_an_old_key_in_use_is_held_and_announced_then_deactivated_at_the_maximum
     assert deployment.keys() == {old: "Inactive", new: "Active"}
     (message,) = deployment.messages()
     assert "stopped while in use" in message["Subject"]
+
+
+def test_an_smtp_login_with_the_old_password_is_the_evidence_that_holds_the_key(
+    deployment: Deployment, ses_smtp: SesSmtpStandIn
+) -> None:
+    deployment.rotate()
+    old_secret = current(deployment.arn)
+    deployment.rotate()
+    deployment.time_passes(25 * H)
+    # A consumer with a cached secret logs in: the SES stand-in records it, as IAM shows SMTP use.
+    assert smtp_login_code(ses_smtp, old_secret["username"], old_secret["password"]) == 235
+
+    assert deployment.retire()["held"] == [old_secret["username"]]
 
 
 def test_an_old_key_that_goes_idle_is_deactivated_at_the_next_run(deployment: Deployment) -> None:
