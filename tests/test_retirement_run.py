@@ -136,6 +136,26 @@ def test_the_key_of_a_cancelled_rotation_is_deactivated_at_the_next_run_and_dele
     assert deployment.keys() == {good: "Active"}
 
 
+def test_a_cancelled_first_rotation_leaves_the_adopted_console_key_alone_and_stops_its_own_key(
+    deployment: Deployment,
+) -> None:
+    # An adopted user: a console key that applications use, older than any rotation.
+    console = deployment.iam.create_access_key(UserName=deployment.user)["AccessKey"]["AccessKeyId"]
+    deployment.time_passes(30 * D)
+    token = deployment.rotate(steps=("createSecret", "setSecret"))  # then testSecret fails for ever
+    (failed,) = set(deployment.keys()) - {console}
+    client = secrets_client()
+    client.cancel_rotate_secret(SecretId=deployment.arn)
+    client.update_secret_version_stage(SecretId=deployment.arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+
+    # AWSCURRENT (the bootstrap) names no key: only the key of the cancelled rotation may retire,
+    # found through the unlabelled version that names it.
+    assert deployment.retire()["deactivated"] == [failed]
+    deployment.time_passes(30 * D)
+    deployment.retire()
+    assert deployment.keys() == {console: "Active"}
+
+
 @pytest.mark.parametrize("stage", ["after-createSecret", "between-CreateAccessKey-and-PutSecretValue"])
 def test_a_run_during_a_rotation_in_progress_leaves_the_pending_key_alone(stage: str, deployment: Deployment) -> None:
     deployment.rotate()
