@@ -99,10 +99,9 @@ def plan(secrets: SecretVersions, iam: IAMClient) -> tuple[Rollback, AccessKeys]
         )
     keys = AccessKeys(iam, user)
     try:
-        keys.require_user()
+        key = keys.get(key_id)  # ListAccessKeys: NoSuchEntity when the user is gone
     except InvalidSecretError:
         raise Refused(f"IAM user {user} no longer exists; rotate {state.arn} instead.", found) from None
-    key = keys.get(key_id)
     if key is None:
         raise Refused(
             f"Access key {key_id} of AWSPREVIOUS version {previous} was deleted (the rollback window is over); "
