@@ -162,6 +162,10 @@ class Resolver:
 
     def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
         self._values: dict[str, Any] = {**PSEUDO_PARAMETERS, **parameters}
+        for name, spec in template.get("Parameters", {}).items():
+            if spec.get("Type") == "CommaDelimitedList" and name in self._values:
+                self._values[name] = str(self._values[name]).split(",")
+        self._mappings: Mapping[str, Any] = template.get("Mappings", {})
         self._resource_ids = set(template["Resources"])
         self._condition_definitions: Mapping[str, Any] = template.get("Conditions", {})
         self._conditions: dict[str, bool] = {}
@@ -217,6 +221,9 @@ class Resolver:
         if function == "Fn::Select":
             index, items = argument
             return self.value(items)[int(self.value(index))]
+        if function == "Fn::FindInMap":
+            mapping, top, second = (self.value(item) for item in argument)
+            return self._mappings[mapping][str(top)][str(second)]
         if function == "Fn::Split":
             delimiter, text = argument
             return str(self.value(text)).split(delimiter)
@@ -304,8 +311,13 @@ def check_parameters(template: Mapping[str, Any], overrides: Mapping[str, str]) 
         if allowed is not None and value not in {str(item) for item in allowed}:
             raise TemplateRejected(f"{name}={value!r} is not one of {allowed}")
         pattern = spec.get("AllowedPattern")
-        if pattern is not None and not re.fullmatch(pattern, value):
+        items = value.split(",") if spec.get("Type") == "CommaDelimitedList" else [value]
+        if pattern is not None and not all(re.fullmatch(pattern, item) for item in items):
             raise TemplateRejected(f"{name}={value!r} does not match {pattern}")
+        if spec.get("Type") == "Number" and not spec.get("MinValue", float("-inf")) <= float(value) <= spec.get(
+            "MaxValue", float("inf")
+        ):
+            raise TemplateRejected(f"{name}={value!r} is outside {spec.get('MinValue')}..{spec.get('MaxValue')}")
         values[name] = value
     return values
 
@@ -706,6 +718,15 @@ def test_function_timeout_covers_the_wait_for_a_new_key(stack: Stack) -> None:
     needed = int(env["SMTP_AUTH_TIMEOUT_SECONDS"]) + 2 * int(env["SMTP_CONNECT_TIMEOUT_SECONDS"]) + 60
     assert int(function["Timeout"]) >= needed
     assert int(function["Timeout"]) <= 900
+
+
+@pytest.mark.parametrize("auth_timeout", ["30", "60", "120", "300", "600"])
+def test_every_allowed_smtp_auth_timeout_gets_a_function_timeout_that_covers_it(auth_timeout: str) -> None:
+    function = deploy({"SmtpAuthTimeoutSeconds": auth_timeout}).properties(FUNCTION_ID)
+    env = function["Environment"]["Variables"]
+    assert env["SMTP_AUTH_TIMEOUT_SECONDS"] == auth_timeout
+    needed = int(auth_timeout) + 2 * int(env["SMTP_CONNECT_TIMEOUT_SECONDS"]) + 60
+    assert needed <= int(function["Timeout"]) <= 900
 
 
 def test_function_environment_carries_the_parameters(stack: Stack) -> None:
