@@ -89,10 +89,10 @@ def imported_files(python: Path, function_dir: Path, sdk_dir: Path, module: str 
     return [Path(name) for name in json.loads(out)]
 
 
-def precompile(python: Path, function_dir: Path, sdk_dir: Path) -> int:
-    """Write unchecked-hash bytecode for the modules the handler loads; returns how many files."""
+def precompile(python: Path, function_dir: Path, sdk_dir: Path, handler_module: str = HANDLER_MODULE) -> int:
+    """Write unchecked-hash bytecode for the modules `handler_module` loads; returns how many files."""
     files = {path.resolve() for path in (function_dir / PACKAGE).rglob("*.py")}
-    files |= {path.resolve() for path in imported_files(python, function_dir.resolve(), sdk_dir)}
+    files |= {path.resolve() for path in imported_files(python, function_dir.resolve(), sdk_dir, handler_module)}
     compiled = sorted(str(path) for path in files)
     fresh_python(python, "-m", "compileall", "-q", "-f", "--invalidation-mode", "unchecked-hash", *compiled)
     return len(compiled)

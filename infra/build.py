@@ -8,8 +8,8 @@
 2. Runs ``sam build`` from the repository root (samconfig.toml: the manifest is requirements.txt,
    the hashed lock of what the function needs beyond the runtime, which ships boto3) with
    Python 3.13, the runtime's, first on PATH.
-3. Precompiles the bytecode the handler runs (``infra.artifact.precompile``) and prints the
-   artifact's size.
+3. Precompiles the bytecode each function's handler runs (``infra.artifact.precompile``) and
+   prints the rotation function's artifact size.
 
 Then ``sam deploy`` uploads ``.aws-sam/build``.
 """
@@ -41,8 +41,8 @@ class BuildError(Exception):
 class Built:
     python: Path  # the Python 3.13 that built (and precompiled) the artifact
     template: Path  # the built template
-    function_dir: Path  # <build dir>/RotationFunction
-    precompiled: int  # how many modules got bytecode
+    function_dir: Path  # <build dir>/RotationFunction (the retirement function's is beside it)
+    precompiled: int  # how many modules got bytecode, all functions together
 
 
 def parse_sam_version(text: str) -> tuple[int, int, int]:
@@ -129,10 +129,25 @@ def build(build_dir: Path, *, sam: str | None = None, env: dict[str, str] | None
     )
     if result.returncode != 0:
         raise BuildError(f"sam build failed:\n{result.stdout}\n{result.stderr}")
-    function_dir = build_dir / FUNCTION_ID
+    template = build_dir / "template.yaml"
+    precompiled = 0
     with tempfile.TemporaryDirectory() as sdk:
-        precompiled = precompile(python, function_dir, runtime_sdk_dir(Path(sdk) / "sdk"))
-    return Built(python, build_dir / "template.yaml", function_dir, precompiled)
+        sdk_dir = runtime_sdk_dir(Path(sdk) / "sdk")
+        for function_id, handler_module in handler_modules(template).items():
+            precompiled += precompile(python, build_dir / function_id, sdk_dir, handler_module)
+    return Built(python, template, build_dir / FUNCTION_ID, precompiled)
+
+
+def handler_modules(template: Path) -> dict[str, str]:
+    """{logical ID: the module of its Handler} for each function of a built template."""
+    from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]  # (SAM CLI's)
+
+    resources = yaml_parse(template.read_text())["Resources"]
+    return {
+        name: str(resource["Properties"]["Handler"]).rpartition(".")[0]
+        for name, resource in resources.items()
+        if resource.get("Type") in {"AWS::Serverless::Function", "AWS::Lambda::Function"}
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
