@@ -1,21 +1,45 @@
-# Two commands matter: `make demo` and `make test`. Both set up .venv from scratch when needed.
+# Two commands matter: `make demo` and `make test`. Both set up .venv from scratch when needed,
+# installing only from the hashed locks (requirements*.lock, requirements.txt): `make lock`
+# regenerates them from the inputs (requirements.in, requirements-demo.txt, requirements-dev.txt).
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
-# The Lambda runtime is python3.13: use it where pyenv has it, else python3.
+# The Lambda runtime is python3.13: use it where pyenv has it, else python3. The locks are
+# resolved for Python 3.13.
 PYTHON ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3.13"; \
 	if [ -x "$$p" ]; then echo "$$p"; elif command -v python3.13 >/dev/null && python3.13 -V >/dev/null 2>&1; then echo python3.13; else echo python3; fi)
+PIP_INSTALL := $(BIN)/pip install --quiet --require-hashes --no-deps
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links --strip-extras
+# The Node consumer recipe's client libraries (tests/recipes/node/package-lock.json).
+NODE_RECIPE := tests/recipes/node
 
-.PHONY: setup test lint typecheck unit demo bench bench-fleet clean
+.PHONY: setup demo-setup test lint typecheck unit demo bench bench-fleet build lock node-deps system-packages clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/python:
 	@echo "==> creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+
+# The demo needs moto, the SES stand-in and the function's dependencies: about 135 MB.
+$(VENV)/.demo-installed: requirements-demo.lock | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-demo.lock
 	@touch $@
 
-setup: $(BIN)/.installed
+# Tests, linters, SAM CLI, the recipes' clients: everything.
+$(VENV)/.dev-installed: requirements-dev.lock | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-dev.lock
+	@touch $@
+
+demo-setup: $(VENV)/.demo-installed
+setup: $(VENV)/.dev-installed
+
+$(NODE_RECIPE)/node_modules/.package-lock.json: $(NODE_RECIPE)/package-lock.json
+	npm ci --prefix $(NODE_RECIPE) --no-audit --no-fund --loglevel=error
+
+node-deps: $(NODE_RECIPE)/node_modules/.package-lock.json
+
+# swaks, jq and postfix for the operator recipes (Debian packages; installed when running as root).
+system-packages:
+	@bash .ci/system-packages
 
 lint: setup
 	$(BIN)/ruff check .
@@ -24,12 +48,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+unit: setup node-deps system-packages
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
-demo: setup
+demo: demo-setup
 	$(BIN)/python -m infra.demo $(ARGS)
 
 bench: setup
@@ -39,5 +63,15 @@ bench: setup
 bench-fleet: setup
 	$(BIN)/python -m infra.bench_fleet $(ARGS)
 
+# The way to build for deployment: checks the SAM CLI version, runs `sam build`, precompiles the
+# bytecode that runs. Then `sam deploy` (see README).
+build: setup
+	$(BIN)/python -m infra.build
+
+lock: setup
+	$(LOCK) -o requirements-dev.lock requirements-dev.txt
+	$(LOCK) -c requirements-dev.lock -o requirements-demo.lock requirements-demo.txt
+	$(LOCK) -c requirements-dev.lock -o requirements.txt requirements.in
+
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache $(NODE_RECIPE)/node_modules

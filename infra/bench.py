@@ -60,6 +60,25 @@ def local_stand_ins() -> Iterator[MotoServer]:
         yield moto
 
 
+def artifact_figures() -> None:
+    """Build the deployable artifact as `make build` does; print its zip size and cold import."""
+    import tempfile
+    from pathlib import Path
+
+    from infra.artifact import cold_import, runtime_sdk_dir, zip_size
+    from infra.build import build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build(Path(tmp) / "build")
+        sdk = runtime_sdk_dir(Path(tmp) / "sdk", built.python)
+        figures = cold_import(built.python, built.function_dir, sdk)
+        print(f"\nBuilt artifact ({built.function_dir.name}, python3.13, boto3 from the runtime):")
+        print(f"  zip                                     {zip_size(built.function_dir) / 1e6:7.2f} MB   (goal < 2 MB)")
+        print(f"  cold import lambda_function.handler     {figures.handler_ms:7.1f} ms   (fresh python3.13 -I -S -B)")
+        print(f"  cold import boto3, smtplib              {figures.baseline_ms:7.1f} ms")
+        print(f"  ratio (median of back-to-back pairs)    {figures.ratio:7.2f} x    (goal <= 1.2 x)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rotations", type=int, default=3)
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nImport time in a fresh interpreter (median of 5, python -X importtime):")
     for module in ("boto3", "lambda_function.handler"):
         print(f"  {module:25} {import_ms(module):7.1f} ms")
+    artifact_figures()
     if not args.no_sweep:
         return bench_propagation.main([])
     return 0

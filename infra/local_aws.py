@@ -4,6 +4,7 @@
         set_fake_aws_env(os.environ, moto.endpoint_url)   # boto3 now talks only to moto
         ...
         key = lookup_access_key("AKIA...")                # what the SES SMTP stand-in checks
+                                                          # (password, sending permission, last use)
 
 moto runs in a thread of this process, so ``lookup_access_key`` reads IAM's state straight from
 moto's backend: a key deleted or deactivated through the API is seen at once.
@@ -18,14 +19,26 @@ import os
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.iam.models import AccessKey, AccessKeyLastUsed, iam_backends
-from moto.secretsmanager.models import SecretsManagerBackend
+from moto.iam.models import AccessKey, AccessKeyLastUsed, IAMBackend, ManagedPolicy, User, iam_backends
+from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.server import ThreadedMotoServer
 
+from infra.iam_policy import Statement, statements_of
 from infra.ses_smtp import IamAccessKey
 
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+# The SES console's sending group and its policy (template.yaml's defaults).
+SENDING_GROUP = "AWSSESSendingGroupDoNotRename"
+SENDING_POLICY = "AmazonSesSendingAccess"
+SENDING_POLICY_DOCUMENT = {
+    "Version": "2012-10-17",
+    "Statement": [{"Sid": "SendThroughSesSmtp", "Effect": "Allow", "Action": "ses:SendRawEmail", "Resource": "*"}],
+}
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Anything that could route a client elsewhere than the endpoint we set, or load real credentials.
 _UNSET = (
@@ -63,6 +76,37 @@ def _list_real_version_dates() -> None:
     SecretsManagerBackend.list_secret_version_ids = list_secret_version_ids  # type: ignore[method-assign]
 
 
+def _default_version_follows_awscurrent() -> None:
+    """Make moto's default version follow AWSCURRENT when UpdateSecretVersionStage moves it, as AWS does.
+
+    moto 5 answers ``GetSecretValue`` without ``VersionId``/``VersionStage`` from a "default
+    version" that only PutSecretValue moves: after a rotation (which moves AWSCURRENT with
+    UpdateSecretVersionStage) it returns the *previous* value, and a later PutSecretValue without
+    stages labels AWSPREVIOUS from that stale version. On AWS both mean AWSCURRENT. Applications
+    that read without a stage (the default of most SDK helpers) must see what they would see on AWS.
+    """
+    original = SecretsManagerBackend.update_secret_version_stage
+    if getattr(original, "follows_awscurrent", False):
+        return
+
+    def update_secret_version_stage(
+        self: SecretsManagerBackend,
+        secret_id: str,
+        version_stage: str,
+        remove_from_version_id: str,
+        move_to_version_id: str,
+    ) -> tuple[str, str]:
+        result = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        secret = self.secrets[secret_id]
+        current = [v for v, version in secret.versions.items() if "AWSCURRENT" in version["version_stages"]]
+        if version_stage == "AWSCURRENT" and len(current) == 1 and isinstance(secret, FakeSecret):
+            secret.set_default_version_id(current[0])
+        return result
+
+    update_secret_version_stage.follows_awscurrent = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
+
+
 class MotoServer:
     """moto's HTTP server on 127.0.0.1, on a random free port (``endpoint_url`` once started)."""
 
@@ -75,6 +119,7 @@ class MotoServer:
         if self._server is not None:
             raise RuntimeError("moto is already running")
         _list_real_version_dates()
+        _default_version_follows_awscurrent()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
         server.start()
@@ -157,13 +202,41 @@ def lookup_access_key(
         return None
     return IamAccessKey(
         user_name=key.user_name,
+        user_arn=user.arn,
         secret_access_key=key.secret_access_key,
         status=key.status,
         create_date=key.create_date.replace(tzinfo=UTC),  # moto stores naive UTC
+        policy_statements=tuple(_identity_statements(backend, user)),
         record_use=functools.partial(_record_smtp_use, key),
     )
+
+
+def _identity_statements(backend: IAMBackend, user: User) -> list[Statement]:
+    """Every statement of the user's identity policies: inline and managed, its own and its groups'."""
+    documents: list[str] = list(user.policies.values())
+    documents += [_default_document(policy) for policy in user.managed_policies.values()]
+    for group in backend.get_groups_for_user(user.name):
+        documents += list(group.policies.values())
+        documents += [_default_document(policy) for policy in group.managed_policies.values()]
+    return [statement for document in documents for statement in statements_of(document)]
+
+
+def _default_document(policy: ManagedPolicy) -> str:
+    return next((v.document for v in policy.versions if v.is_default), "{}")
 
 
 def _record_smtp_use(key: AccessKey, when: datetime, region: str) -> None:
     """What GetAccessKeyLastUsed shows after SES accepted the key (moto keeps naive UTC, like utcnow())."""
     key.last_used = AccessKeyLastUsed(timestamp=when.astimezone(UTC).replace(tzinfo=None), service="ses", region=region)
+
+
+def add_to_sending_group(iam: IAMClient, user_name: str, group: str = SENDING_GROUP) -> None:
+    """Let `user_name` send, as template.yaml does: membership of the sending group (made if missing)."""
+    try:
+        iam.create_group(GroupName=group)
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass  # made by an earlier call, or by the SES console in a real account
+    else:
+        document = json.dumps(SENDING_POLICY_DOCUMENT)
+        iam.put_group_policy(GroupName=group, PolicyName=SENDING_POLICY, PolicyDocument=document)
+    iam.add_user_to_group(GroupName=group, UserName=user_name)

@@ -8,10 +8,13 @@ A real SMTP server on loopback, built on aiosmtpd, that answers like SES does:
   endpoint's region, and only once the key is older than ``propagation_delay`` (a new key is
   refused with ``535 Authentication Credentials Invalid`` for a few seconds on real SES too);
 - records each accepted AUTH as the key's last use (``GetAccessKeyLastUsed`` shows it);
-- rejects an unverified sender with ``554 Message rejected`` *after* DATA, like SES.
+- refuses a message *after* DATA, like SES: ``554 Access denied`` when the key's user is not allowed
+  ``ses:SendRawEmail`` on the sending identity (its group, inline and managed policies, evaluated
+  by ``infra.iam_policy``), and ``554 Message rejected`` for an unverified sender.
 
 It knows the IAM keys through ``key_lookup`` (``infra.local_aws.lookup_access_key`` reads moto's
-state), so a key deleted or deactivated through the IAM API stops working at once.
+state), so a key deleted or deactivated, or a sending permission taken away, through the IAM API
+counts at once.
 
 Three listeners share that behaviour: ``starttls_port`` (like 587), ``tls_port`` (implicit TLS,
 like 465) and ``plain_port``, which offers no STARTTLS at all, for testing that a client never
@@ -49,6 +52,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from infra.iam_policy import Statement, allowed
 from lambda_function.smtp_password import SMTP_REGIONS, smtp_password
 
 SES_HOSTNAME = "email-smtp.amazonaws.com"
@@ -67,17 +71,24 @@ class _Unchanged(enum.Enum):
     UNCHANGED = enum.auto()  # `None` already means "any sender"
 
 
+SEND_ACTION = "ses:SendRawEmail"  # what SES authorizes for a message sent over SMTP
+
+
 @dataclass(frozen=True)
 class IamAccessKey:
-    """What SES knows about an access key: enough to recompute its SMTP password.
+    """What SES knows about an access key: its SMTP password, and whether its user may send.
 
+    `policy_statements` are every identity-policy statement that applies to the user (its inline
+    and managed policies and those of its groups); none means the user may not send.
     `record_use`, when given, is told when SES accepted the key (its last use).
     """
 
     user_name: str
+    user_arn: str
     secret_access_key: str
     status: str  # "Active" or "Inactive"
     create_date: datetime  # timezone-aware
+    policy_statements: tuple[Statement, ...] = field(default=(), compare=False)
     record_use: Callable[[datetime, str], None] | None = field(default=None, compare=False)  # (when, region)
 
     def __repr__(self) -> str:  # keep the secret out of reprs, tracebacks and logs
@@ -260,9 +271,30 @@ class SesSmtpStandIn:
         expected = smtp_password(key.secret_access_key, self._region)
         if not hmac.compare_digest(password.encode(), expected.encode()):
             return False
-        if key.record_use is not None:  # what GetAccessKeyLastUsed then shows (SPEC §7)
+        if key.record_use is not None:
             key.record_use(now, self._region)
         return True
+
+    def send_refusal(self, username: str, sender: str) -> str | None:
+        """SES's ``554`` when user `username` may not send as `sender`; None when it may.
+
+        SES authorizes ``ses:SendRawEmail`` on the identity the message is sent from: the address
+        when it is verified as such, else its domain.
+        """
+        key = self.key_lookup(username)
+        if key is None:  # deleted since it signed in
+            return "554 Access denied: The security token included in the request is invalid."
+        account = key.user_arn.split(":")[4]
+        address = sender.lower()
+        verified_address = self.verified_senders is not None and address in self.verified_senders
+        identity = address if verified_address else address.rpartition("@")[2]
+        resource = f"arn:aws:ses:{self._region}:{account}:identity/{identity}"
+        if allowed(key.policy_statements, SEND_ACTION, resource):
+            return None
+        return (
+            f"554 Access denied: User `{key.user_arn}' is not authorized to perform `{SEND_ACTION}' "
+            f"on resource `{resource}'"
+        )
 
     def sender_is_verified(self, address: str) -> bool:
         """SES accepts a sender whose address or domain is a verified identity."""
@@ -318,6 +350,9 @@ class _SesHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         sender = envelope.mail_from or ""
+        refusal = self.standin.send_refusal(str(session.auth_data), sender)
+        if refusal is not None:
+            return refusal
         if not self.standin.sender_is_verified(sender):
             return (
                 "554 Message rejected: Email address is not verified. The following identities "

@@ -13,11 +13,14 @@ Run as a tool, it prints only the password, like AWS's reference script::
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import hmac
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse  # the tool's; the function never parses arguments
 
 # The 17 regions of AWS's reference script, plus us-west-1 and eu-west-3 (SPEC §3).
 SMTP_REGIONS: frozenset[str] = frozenset(
@@ -113,6 +116,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # only the command line needs it
+
     parser = argparse.ArgumentParser(prog="python -m lambda_function.smtp_password", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser, parser.parse_args(argv))

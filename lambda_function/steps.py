@@ -21,7 +21,6 @@ from lambda_function.retirement_executor import retire
 from lambda_function.secret_document import SecretDocument
 from lambda_function.secret_versions import CURRENT, PENDING, SecretVersions
 from lambda_function.settings import Settings
-from lambda_function.smtp_check import SmtpEndpoint, check_login
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -198,6 +197,10 @@ def test_secret(rotation: Rotation, user: str) -> None:
     derivation, so the primary endpoint proves them too. Raises InvalidSecretError,
     SmtpConfigurationError, SmtpAuthenticationError, SmtpSendError.
     """
+    # Imported here: only this step talks SMTP, and the check's asyncio and email modules are a
+    # tenth of the cold start every other step would pay.
+    from lambda_function.smtp_check import SmtpEndpoint, check_login
+
     pending = rotation.pending(user)
     if pending.username is None or pending.password is None:
         raise InvalidSecretError("The AWSPENDING version has no username/password; run createSecret first.")

@@ -3,7 +3,8 @@
 - ``moto_server``: moto on 127.0.0.1 (IAM, Secrets Manager ...); ``AWS_ENDPOINT_URL`` points at it.
 - ``ses_smtp``: the SES SMTP stand-in for us-east-1, checking passwords against moto's IAM keys.
 - ``smtp_ca``: ``SSL_CERT_FILE`` set to the stand-in's CA for one test (the default trust store).
-- ``iam_client``, ``iam_user``: boto3 IAM against moto, and a fresh, uniquely named user.
+- ``iam_client``, ``iam_user``: boto3 IAM against moto, and a fresh, uniquely named user that may
+  send (a member of the SES sending group, as template.yaml makes it).
 
 No fixture resets moto between tests: tests use unique names instead, which keeps them fast.
 Every session gets fake credentials first, so no test can sign a request for a real account.
@@ -20,7 +21,7 @@ import boto3
 import pytest
 from mypy_boto3_iam import IAMClient
 
-from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
+from infra.local_aws import MotoServer, add_to_sending_group, lookup_access_key, set_fake_aws_env
 from infra.ses_smtp import SesSmtpStandIn
 from tests.support import STANDIN_HOST
 
@@ -71,7 +72,8 @@ def iam_client(moto_server: MotoServer) -> IAMClient:
 
 @pytest.fixture
 def iam_user(iam_client: IAMClient) -> str:
-    """A new IAM user (no keys yet) with a name no other test uses."""
+    """A new IAM user (no keys yet) in the sending group, with a name no other test uses."""
     name = f"ses-smtp-test-{uuid.uuid4().hex[:12]}"
     iam_client.create_user(UserName=name)
+    add_to_sending_group(iam_client, name)
     return name

@@ -60,13 +60,18 @@ def bind(secret_arn: str, user: str) -> None:
 
 
 def create_secret(
-    document: dict[str, Any], ses: SesSmtpStandIn | None = None, *, port: int | None = None, bound_to: str | None = None
+    document: dict[str, Any],
+    ses: SesSmtpStandIn | None = None,
+    *,
+    port: int | None = None,
+    bound_to: str | None = None,
+    name: str | None = None,
 ) -> str:
     """A secret holding `document`, pointed at the stand-in (when given) and bound to `bound_to`
     (default: the document's iam_user_name); returns its ARN."""
     if ses is not None:
         document = {"host": STANDIN_HOST, "port": port or ses.starttls_port, **document}
-    name = f"ses-smtp-test-{uuid.uuid4().hex[:12]}"
+    name = name or f"ses-smtp-test-{uuid.uuid4().hex[:12]}"
     arn = secrets_client().create_secret(Name=name, SecretString=json.dumps(document))["ARN"]
     user = bound_to or document.get("iam_user_name")
     if isinstance(user, str):

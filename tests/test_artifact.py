@@ -1,21 +1,20 @@
-"""The deployable artifact: what `sam build` makes, run on its own, rotates a secret.
+"""The deployable artifact: what `make build` makes, run on its own, rotates a secret.
 
-`sam build` runs once for this module, from the repository root (so with samconfig.toml, as a
-deployer runs it), offline apart from the package index, into a temporary directory. Then the
-built function directory is checked for what it holds, and run as Lambda would run it: a fresh
-interpreter whose import path is the artifact and the standard library only, importing the
-function named by the built template's ``Handler``, once per rotation step, against moto in
-server mode and the SES SMTP stand-in.
+`make build`'s code (infra/build.py: SAM CLI version check, `sam build` from the repository root
+with samconfig.toml, precompiled bytecode) runs once for this module, offline apart from the
+package index, into a temporary directory. Then the built function directory is checked for what
+it holds, and run as Lambda would run it: a fresh ``python3.13 -I -S`` whose import path is the
+artifact, the runtime's boto3 (this environment's, linked into a directory of its own) and the
+standard library only, importing the function named by the built template's ``Handler``, once per
+rotation step, against moto in server mode and the SES SMTP stand-in.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ import boto3
 import pytest
 from mypy_boto3_iam import IAMClient
 
+from infra import build as make_build
+from infra.artifact import is_unchecked_hash_pyc, runtime_sdk_dir, zip_size
 from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
@@ -33,7 +34,8 @@ from tests.support import STANDIN_HOST, smtp_login_code
 from tests.test_template import FUNCTION_ID, REPO, RETIREMENT_ID, deploy, tool
 
 PACKAGE = "lambda_function"
-DEPENDENCIES = {"boto3", "botocore", "aws_lambda_powertools"}  # requirements.txt, and what boto3 needs
+DEPENDENCIES = {"aws_lambda_powertools", "jmespath", "typing_extensions.py"}  # requirements.txt's lock
+RUNTIME_SDK = {"boto3", "botocore", "s3transfer", "dateutil", "urllib3"}  # the runtime ships these
 MiB = 1024 * 1024
 
 # Runs inside the fresh interpreter: import the handler from the artifact, call it with the event
@@ -41,8 +43,8 @@ MiB = 1024 * 1024
 RUNNER = """
 import importlib, json, sys, time
 
-artifact, handler, report_path, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-sys.path.insert(0, artifact)
+artifact, sdk, handler, report_path, timeout = sys.argv[1:5] + [float(sys.argv[5])]
+sys.path[:0] = [artifact, sdk]
 
 
 class Context:
@@ -63,38 +65,11 @@ module_name, _, function_name = handler.rpartition(".")
 function = getattr(importlib.import_module(module_name), function_name)
 function(json.load(sys.stdin), Context())
 names = ("lambda_function", "boto3", "botocore", "aws_lambda_powertools")
+modules = {name: sys.modules[name].__file__ for name in names}
+loaded = {name: [getattr(m, "__file__", None), getattr(m, "__cached__", None)] for name, m in list(sys.modules.items())}
 with open(report_path, "w") as report:
-    json.dump({"sys_path": sys.path, "modules": {name: sys.modules[name].__file__ for name in names}}, report)
+    json.dump({"sys_path": sys.path, "modules": modules, "loaded": loaded}, report)
 """
-
-
-def find_python313() -> Path | None:
-    """The Lambda runtime's Python (3.13): pyenv's interpreter, else a working python3.13 on PATH.
-
-    pyenv's `python3.13` shim on PATH fails unless a version is selected, so the interpreter is
-    looked up under `pyenv root` first, and every candidate must actually run and be 3.13.
-    """
-    candidates: list[Path] = []
-    pyenv_root = os.environ.get("PYENV_ROOT")
-    if not pyenv_root and shutil.which("pyenv"):
-        found = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False, timeout=30)
-        pyenv_root = found.stdout.strip() if found.returncode == 0 else None
-    if pyenv_root:
-        candidates += sorted(Path(pyenv_root).glob("versions/3.13*/bin/python3.13"), reverse=True)
-    on_path = shutil.which("python3.13")
-    if on_path:
-        candidates.append(Path(on_path))
-    for candidate in candidates:
-        probe = subprocess.run(
-            [str(candidate), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == "3.13":
-            return candidate
-    return None
 
 
 @dataclass(frozen=True)
@@ -102,35 +77,25 @@ class Build:
     python: Path  # the interpreter sam build used, which also runs the artifact
     template: Path  # the built template
     function_dir: Path  # .aws-sam/build/<Function>, here in a temporary directory
+    sdk_dir: Path  # the runtime's boto3 and its dependencies, and nothing else
 
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    python = find_python313()
-    if python is None:
+    if make_build.find_python313() is None:
         pytest.skip("no Python 3.13 here (neither under `pyenv root` nor a working python3.13 on PATH)")
-    build_dir = tmp_path_factory.mktemp("sam") / "build"
     env = dict(os.environ)
     set_fake_aws_env(env)
     env.pop("AWS_ENDPOINT_URL", None)
-    # sam build looks for a python3.13 on PATH that matches the runtime.
-    env.update(PATH=f"{python.parent}{os.pathsep}{env.get('PATH', '')}", SAM_CLI_TELEMETRY="0")
-    result = subprocess.run(
-        [tool("sam"), "build", "--build-dir", str(build_dir)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, f"sam build failed:\n{result.stdout}\n{result.stderr}"
-    return Build(python, build_dir / "template.yaml", build_dir / FUNCTION_ID)
+    built = make_build.build(tmp_path_factory.mktemp("sam") / "build", sam=tool("sam"), env=env)
+    sdk_dir = runtime_sdk_dir(tmp_path_factory.mktemp("runtime") / "sdk", built.python)
+    return Build(built.python, built.template, built.function_dir, sdk_dir)
 
 
 def test_artifact_holds_the_package_and_its_dependencies_and_nothing_else_of_the_repository(build: Build) -> None:
     top_level = {path.name for path in build.function_dir.iterdir()}
     assert DEPENDENCIES | {PACKAGE} <= top_level
+    assert not top_level & RUNTIME_SDK, "the runtime ships boto3 and botocore: the artifact must not"
     repository_entries = {path.name for path in REPO.iterdir()}
     assert top_level & repository_entries == {PACKAGE}, "tests/, infra/, docs or config leaked into the artifact"
     built_modules = {
@@ -141,7 +106,7 @@ def test_artifact_holds_the_package_and_its_dependencies_and_nothing_else_of_the
         for path in (REPO / PACKAGE).rglob("*")
         if "__pycache__" not in path.parts and path.suffix != ".pyc"
     }
-    assert built_modules == source_modules
+    assert {module for module in built_modules if "__pycache__" not in module.parts} == source_modules
 
 
 def test_artifact_is_pure_python_so_it_runs_on_arm64(build: Build) -> None:
@@ -149,16 +114,17 @@ def test_artifact_is_pure_python_so_it_runs_on_arm64(build: Build) -> None:
     assert native == []
 
 
-def test_artifact_zip_fits_lambda_limits(build: Build, tmp_path: Path) -> None:
-    archive = tmp_path / "function.zip"
-    unzipped = 0
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for path in sorted(build.function_dir.rglob("*")):
-            if path.is_file():
-                zipped.write(path, path.relative_to(build.function_dir))
-                unzipped += path.stat().st_size
-    assert unzipped < 250 * MiB  # Lambda's limit for an unzipped deployment package
-    assert archive.stat().st_size < 50 * MiB  # and for a zip uploaded directly
+def test_artifact_zip_is_lean(build: Build) -> None:
+    assert zip_size(build.function_dir) < 2 * MiB  # it was 18 MB with botocore and boto3
+
+
+def test_every_module_of_the_package_ships_bytecode_python_uses_without_checking_the_source(build: Build) -> None:
+    functions = [path for path in build.function_dir.parent.iterdir() if (path / PACKAGE).is_dir()]
+    assert len(functions) >= 2  # the rotation function and the retirement function
+    for function_dir in functions:
+        for source in (function_dir / PACKAGE).rglob("*.py"):
+            [compiled] = (source.parent / "__pycache__").glob(f"{source.stem}.cpython-313.pyc")
+            assert is_unchecked_hash_pyc(compiled), compiled
 
 
 def test_built_template_keeps_the_handler_runtime_and_architecture(build: Build) -> None:
@@ -190,9 +156,10 @@ class ArtifactFunction:
 
     def __call__(self, event: dict[str, Any]) -> None:
         report = self.work_dir / f"report-{len(self.reports)}.json"
-        # -I: no PYTHON* variables, no user site, no script dir; -S: no site-packages at all.
-        command = [str(self.build.python), "-I", "-S", "-c", RUNNER]
-        command += [str(self.build.function_dir), self.handler, str(report), str(self.timeout)]
+        # -I: no PYTHON* variables, no user site, no script dir; -S: no site-packages at all;
+        # -B: write no bytecode, as on Lambda's read-only /var/task.
+        command = [str(self.build.python), "-I", "-S", "-B", "-c", RUNNER, str(self.build.function_dir)]
+        command += [str(self.build.sdk_dir), self.handler, str(report), str(self.timeout)]
         result = subprocess.run(
             command,
             input=json.dumps(event),
@@ -275,11 +242,20 @@ def test_built_artifact_alone_completes_two_rotations_against_moto_and_the_smtp_
     # An application logs in with what the secret now holds.
     assert smtp_login_code(ses_smtp, second["username"], second["password"]) == 235
 
-    # Everything ran from the artifact: its directory and the standard library, no site-packages.
-    artifact = str(artifact_function.build.function_dir)
+    # Everything ran from the artifact, the runtime's boto3 and the standard library; no site-packages.
+    artifact, sdk = str(artifact_function.build.function_dir), str(artifact_function.build.sdk_dir)
     for report in artifact_function.reports:
-        assert all(path.startswith(artifact) for path in report["modules"].values()), report["modules"]
-        assert not [p for p in report["sys_path"] if "site-packages" in p and not p.startswith(artifact)]
+        modules = report["modules"]
+        assert modules["lambda_function"].startswith(artifact), modules
+        assert modules["aws_lambda_powertools"].startswith(artifact), modules
+        assert modules["boto3"].startswith(sdk) and modules["botocore"].startswith(sdk), modules
+        assert not [p for p in report["sys_path"] if "site-packages" in p]
+        # and every module it loaded from the artifact came with its bytecode
+        loaded = {
+            name: cached for name, (file, cached) in report["loaded"].items() if (file or "").startswith(artifact)
+        }
+        missing = [name for name, cached in loaded.items() if not (cached and Path(cached).exists())]
+        assert loaded and missing == [], f"loaded from the artifact without bytecode: {missing}"
 
     # Structured logs (one JSON object a line), and nothing secret in them or anywhere else.
     log_lines = [line for out in artifact_function.stdout for line in out.splitlines() if line.strip()]
