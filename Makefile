@@ -13,7 +13,7 @@ LOCK := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --no-emit-in
 # The Node consumer recipe's client libraries (tests/recipes/node/package-lock.json).
 NODE_RECIPE := tests/recipes/node
 
-.PHONY: setup demo-setup test lint typecheck unit demo bench bench-fleet build lock node-deps system-packages clean
+.PHONY: setup demo-setup test lint typecheck unit demo bench bench-fleet build lock deployer-policy node-deps system-packages clean
 
 $(BIN)/python:
 	@echo "==> creating $(VENV) with $(PYTHON)"
@@ -72,6 +72,10 @@ lock: setup
 	$(LOCK) -o requirements-dev.lock requirements-dev.txt
 	$(LOCK) -c requirements-dev.lock -o requirements-demo.lock requirements-demo.txt
 	$(LOCK) -c requirements-dev.lock -o requirements.txt requirements.in
+
+# deployer-policy.json: what `sam deploy` of template.yaml needs (a test fails when it is stale).
+deployer-policy: setup
+	$(BIN)/python -m infra.deployer_policy
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache $(NODE_RECIPE)/node_modules

@@ -1,0 +1,142 @@
+"""The IAM policy a deployer needs for `sam deploy` of template.yaml, derived, not hand-written.
+
+CloudFormation's resource provider schemas (shipped with cfn-lint) list the permissions each
+resource type's create, read, update and delete handlers call. This tool transforms the template
+offline (SAM, as CloudFormation would), takes every resource type it can create under any
+parameter values, and writes the union of those handlers' permissions plus what `sam deploy`
+itself calls (change sets, the transforms, the artifacts bucket) to ``deployer-policy.json``.
+
+    .venv/bin/python -m infra.deployer_policy            # rewrite deployer-policy.json
+    .venv/bin/python -m infra.deployer_policy --check    # exit 1 when the file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import cfnlint  # type: ignore[import-untyped]
+from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "template.yaml"
+POLICY = REPO / "deployer-policy.json"
+HANDLERS = ("create", "read", "update", "delete")
+# Types whose schema lists no handler permissions (CloudFormation's older, non-registry types).
+LEGACY_PERMISSIONS = {
+    "AWS::IAM::UserToGroupAddition": {"iam:AddUserToGroup", "iam:RemoveUserFromGroup", "iam:GetGroup"},
+    "AWS::Lambda::Permission": {"lambda:AddPermission", "lambda:RemovePermission", "lambda:GetPolicy"},
+    "AWS::SecretsManager::RotationSchedule": {
+        "secretsmanager:RotateSecret",
+        "secretsmanager:CancelRotateSecret",
+        "secretsmanager:DescribeSecret",
+        "lambda:InvokeFunction",
+    },
+}
+# What `sam deploy` calls itself, around the resources.
+SAM_DEPLOY = {
+    "cloudformation:CreateChangeSet",
+    "cloudformation:DescribeChangeSet",
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:DeleteChangeSet",
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:GetTemplateSummary",
+    "cloudformation:ListStackResources",
+}
+SAM_ARTIFACTS = {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+
+
+def resource_types(template_path: Path = TEMPLATE) -> set[str]:
+    """Every resource type the template can create (all conditions), after the SAM transform."""
+    document = yaml_parse(template_path.read_text())
+    for resource in document["Resources"].values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts-bucket/function.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    parameters = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator wants one; nothing is called
+    result: dict[str, Any] = transform(document, parameters, NoManagedPolicies())
+    return {str(resource["Type"]) for resource in result["Resources"].values()}
+
+
+def handler_permissions(types: set[str]) -> dict[str, set[str]]:
+    """The permissions of each type's CRUD handlers, from the schemas cfn-lint ships."""
+    found: dict[str, set[str]] = {}
+    schemas = os.path.join(os.path.dirname(cfnlint.__file__), "data", "schemas", "resources", "*.json")
+    for path in glob.glob(schemas):
+        with open(path) as file:
+            schema = json.load(file)
+        if schema.get("typeName") in types:
+            handlers = schema.get("handlers", {})
+            permissions = {p for h in HANDLERS for p in handlers.get(h, {}).get("permissions", [])}
+            if permissions:
+                found[schema["typeName"]] = permissions
+    for resource_type in types - set(found):
+        if resource_type not in LEGACY_PERMISSIONS:
+            raise SystemExit(f"No permissions known for {resource_type}: add it to LEGACY_PERMISSIONS.")
+        found[resource_type] = LEGACY_PERMISSIONS[resource_type]
+    return found
+
+
+def policy(template_path: Path = TEMPLATE) -> dict[str, Any]:
+    document = yaml_parse(template_path.read_text())
+    transforms = document.get("Transform", [])
+    transforms = [transforms] if isinstance(transforms, str) else transforms
+    per_type = handler_permissions(resource_types(template_path))
+    actions = sorted(set().union(*per_type.values()))
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "SamDeploy", "Effect": "Allow", "Action": sorted(SAM_DEPLOY), "Resource": "*"},
+            {
+                "Sid": "UseTheTemplatesTransforms",
+                "Effect": "Allow",
+                "Action": "cloudformation:CreateChangeSet",
+                "Resource": [f"arn:aws:cloudformation:*:aws:transform/{t.split('::')[1]}" for t in transforms],
+            },
+            {
+                "Sid": "SamArtifactsBucket",
+                "Effect": "Allow",
+                "Action": sorted(SAM_ARTIFACTS),
+                "Resource": [
+                    "arn:aws:s3:::aws-sam-cli-managed-default-*",
+                    "arn:aws:s3:::aws-sam-cli-managed-default-*/*",
+                ],
+            },
+            {"Sid": "CreateUpdateDeleteTheStacksResources", "Effect": "Allow", "Action": actions, "Resource": "*"},
+        ],
+    }
+
+
+def render(template_path: Path = TEMPLATE) -> str:
+    return json.dumps(policy(template_path), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when deployer-policy.json is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if POLICY.read_text() != text:
+            print("deployer-policy.json is stale: run python -m infra.deployer_policy", file=sys.stderr)
+            return 1
+        return 0
+    POLICY.write_text(text)
+    print(f"wrote {POLICY.name}: {len(json.loads(text)['Statement'][-1]['Action'])} resource actions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
