@@ -178,7 +178,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, bool]:
     )
     parser.add_argument("--rotations", type=int, default=3, help="how many rotations (default 3)")
     parser.add_argument(
-        "--delay", type=float, default=5.0, help="seconds before the SES stand-in accepts a new key (default 5)"
+        "--delay", type=float, default=3.0, help="seconds before the SES stand-in accepts a new key (default 3)"
     )
     parser.add_argument(
         "--auth-timeout",
