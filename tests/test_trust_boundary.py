@@ -122,13 +122,18 @@ def test_pending_version_pointed_at_another_server_is_refused_before_testsecret_
     assert current(arn) == before
 
 
+def another_user_with_a_key(iam: IAMClient, iam_user: str) -> tuple[str, dict[str, str]]:
+    """A second user of the account, with an access key its own application uses."""
+    victim = f"{iam_user}-victim"
+    iam.create_user(UserName=victim)
+    iam.create_access_key(UserName=victim)
+    return victim, keys_of(iam, victim)
+
+
 def test_secret_naming_another_user_is_refused_and_that_users_keys_are_untouched(
     iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn
 ) -> None:
-    victim = f"{iam_user}-victim"
-    iam_client.create_user(UserName=victim)
-    iam_client.create_access_key(UserName=victim)
-    victims_keys = keys_of(iam_client, victim)
+    victim, victims_keys = another_user_with_a_key(iam_client, iam_user)
     arn = create_secret({"iam_user_name": victim}, ses_smtp, bound_to=iam_user)
     token = begin_rotation(sm(), arn)
 
@@ -148,10 +153,7 @@ def test_secret_naming_another_user_is_refused_and_that_users_keys_are_untouched
 def test_a_rewritten_current_version_cannot_redirect_the_next_rotation_to_another_user(
     iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn
 ) -> None:
-    victim = f"{iam_user}-victim"
-    iam_client.create_user(UserName=victim)
-    iam_client.create_access_key(UserName=victim)
-    victims_keys = keys_of(iam_client, victim)
+    victim, victims_keys = another_user_with_a_key(iam_client, iam_user)
     arn = create_secret({"iam_user_name": iam_user}, ses_smtp)
     rotate(arn)
     users_keys = keys_of(iam_client, iam_user)
