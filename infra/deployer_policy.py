@@ -24,6 +24,9 @@ import cfnlint  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
+from infra.language_extensions import TRANSFORM as LANGUAGE_EXTENSIONS
+from infra.language_extensions import expand
+
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
 POLICY = REPO / "deployer-policy.json"
@@ -53,9 +56,18 @@ SAM_DEPLOY = {
 SAM_ARTIFACTS = {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
 
 
+# A value for each list the template loops over (Fn::ForEach), so that every loop makes its resources.
+LOOP_SAMPLES = {"SmtpUserNames": ["created-user"], "AdoptedSmtpUserNames": ["adopted-user"]}
+
+
 def resource_types(template_path: Path = TEMPLATE) -> set[str]:
-    """Every resource type the template can create (all conditions), after the SAM transform."""
+    """Every resource type the template and its nested stacks' templates can create (all
+    conditions), after the transforms (LanguageExtensions, SAM)."""
     document = yaml_parse(template_path.read_text())
+    if LANGUAGE_EXTENSIONS in as_list(document.get("Transform", [])):
+        document = expand(document, LOOP_SAMPLES)
+    if not document.get("Transform"):
+        return {str(resource["Type"]) for resource in document["Resources"].values()}
     for resource in document["Resources"].values():
         if resource.get("Type") == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://artifacts-bucket/function.zip"
@@ -67,7 +79,15 @@ def resource_types(template_path: Path = TEMPLATE) -> set[str]:
     parameters = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator wants one; nothing is called
     result: dict[str, Any] = transform(document, parameters, NoManagedPolicies())
-    return {str(resource["Type"]) for resource in result["Resources"].values()}
+    types = {str(resource["Type"]) for resource in result["Resources"].values()}
+    for resource in result["Resources"].values():
+        if resource["Type"] == "AWS::CloudFormation::Stack":  # a local template, uploaded by sam deploy
+            types |= resource_types(template_path.parent / resource["Properties"]["TemplateURL"])
+    return types
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def handler_permissions(types: set[str]) -> dict[str, set[str]]:

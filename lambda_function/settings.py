@@ -64,12 +64,14 @@ def _secret_bindings(env: Mapping[str, str]) -> dict[str, str]:
     except ValueError:
         bindings = None
     if not isinstance(bindings, dict) or not all(
-        isinstance(k, str) and k and isinstance(v, str) and v for k, v in bindings.items()
+        isinstance(k, str) and k and isinstance(v, str) for k, v in bindings.items()
     ):
         raise InvalidSettingsError(
             'SMTP_SECRET_BINDINGS must be a JSON object {"<secret ARN or name>": "<IAM user name>", ...}.'
         )
-    return dict(bindings)
+    # An entry without a user binds nothing: the template's empty user list (CloudFormation passes
+    # an empty CommaDelimitedList as one empty item) yields {"ses-smtp/": ""}.
+    return {secret: user for secret, user in bindings.items() if user}
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,7 @@ def test_json_output(account: str, capsys: pytest.CaptureFixture[str]) -> None:
         "delete_inline_policy",
         "remove_console_tag",
     ]
-    assert "CreateSmtpUser=false" in report["next"]
+    assert f"AdoptedSmtpUserNames={USER}" in report["next"]
 
 
 def test_a_managed_sending_policy_that_does_not_allow_sending_is_refused(

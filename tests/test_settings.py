@@ -37,3 +37,23 @@ def test_values_are_read_and_normalised() -> None:
 def test_bad_value_is_a_clear_error(env: dict[str, str], problem: str) -> None:
     with pytest.raises(InvalidSettingsError, match=problem):
         Settings.from_env(env)
+
+
+def test_secret_bindings_bind_by_arn_or_name_and_an_entry_without_a_user_binds_nothing() -> None:
+    # What the template gives a deployment of two created users and no adopted one: the empty
+    # adopted list arrives as one empty item, i.e. the entry {"ses-smtp/": ""}.
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ses-smtp/app-a-AbCdEf"
+    settings = Settings.from_env(
+        {"SMTP_SECRET_BINDINGS": '{"ses-smtp/app-a": "app-a", "ses-smtp/app-b": "app-b", "ses-smtp/": ""}'}
+    )
+    assert settings.secret_bindings == {"ses-smtp/app-a": "app-a", "ses-smtp/app-b": "app-b"}
+    assert settings.bound_user(arn, "ses-smtp/app-a") == "app-a"
+    assert settings.bound_user("arn:aws:secretsmanager:eu-west-1:123456789012:secret:ses-smtp/-x", "ses-smtp/") is None
+
+
+@pytest.mark.parametrize(
+    "raw", ['["ses-smtp/app-a"]', '{"": "app-a"}', '{"ses-smtp/app-a": 1}', '{"ses-smtp/app-a": null}', "not json"]
+)
+def test_malformed_secret_bindings_are_a_clear_error(raw: str) -> None:
+    with pytest.raises(InvalidSettingsError, match="SMTP_SECRET_BINDINGS must be a JSON object"):
+        Settings.from_env({"SMTP_SECRET_BINDINGS": raw})

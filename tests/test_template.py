@@ -1,15 +1,18 @@
 """template.yaml: it lints clean, and what it would deploy is least-privilege and complete.
 
-The policy checks read the *transformed* template (SAM → CloudFormation, done offline by
-`samtranslator`, as `sam deploy` has CloudFormation do), then resolve it for one set of parameter
-values the way CloudFormation would: parameters checked against their constraints, `Rules`
-asserted, conditions evaluated, resources whose condition is false dropped, intrinsic functions
-resolved. A reference to a resource stays symbolic (``<Ref SmtpSecret>``, ``<GetAtt SmtpUser.Arn>``):
-that is exactly what "scoped to the secret" means before the secret exists.
+The policy checks read the *transformed* template (LanguageExtensions, then SAM → CloudFormation,
+done offline by tests/language_extensions.py and `samtranslator`, as `sam deploy` has
+CloudFormation do), then resolve it for one set of parameter values the way CloudFormation would:
+parameters checked against their constraints, `Rules` asserted, conditions evaluated, resources
+whose condition is false dropped, intrinsic functions resolved, and each nested stack (one per
+SMTP user, smtp-user.yaml) resolved with the parameters the parent passes. A reference to a
+resource stays symbolic, qualified by its nested stack (``<Ref SmtpUserappa/Secret>``,
+``<GetAtt SmtpUserappa/User.Arn>``): that is exactly what "scoped to the secret" means before the
+secret exists.
 
-Every check runs for three configurations: the defaults (create the user and the sending group),
-adopting an existing user with a KMS key and an identity scope, and joining the SES console's
-existing sending group.
+Every check runs for four configurations: the defaults (create one user and the sending group),
+adopting an existing user with a KMS key and an identity scope, joining the SES console's existing
+sending group, and three users (two created, one adopted) with a KMS key.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import pytest
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
+from infra.language_extensions import expand
 from infra.local_aws import set_fake_aws_env
 from lambda_function.retire_handler import CURRENT_KEY_AGE_METRIC
+from lambda_function.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
+USER_TEMPLATE = REPO / "smtp-user.yaml"  # the nested stack of each SMTP user
 FUNCTION_ID = "RotationFunction"
 RETIREMENT_ID = "RetirementFunction"
 
@@ -102,10 +108,6 @@ class Configuration:
     parameters: Mapping[str, str] = field(default_factory=dict)
 
     @property
-    def adopts_user(self) -> bool:
-        return self.parameters.get("CreateSmtpUser") == "false"
-
-    @property
     def kms_key(self) -> str | None:
         return self.parameters.get("KmsKeyArn") or None
 
@@ -114,8 +116,8 @@ DEFAULTS = Configuration("defaults")
 ADOPT_KMS_IDENTITY = Configuration(
     "adopt-user-kms-identity",
     {
-        "CreateSmtpUser": "false",
-        "SmtpUserName": "ses-smtp-user.20240101-120000",
+        "SmtpUserNames": "",
+        "AdoptedSmtpUserNames": "ses-smtp-user.20240101-120000",
         "KmsKeyArn": KMS_KEY,
         "SendingIdentityArn": IDENTITY,
         "SendingGroupName": "ses-sending-example-com",
@@ -130,14 +132,24 @@ CONSOLE_GROUP_EXISTS = Configuration(
     "console-group-exists",
     {
         "SendingGroupExists": "true",
-        "SmtpUserName": "app-mailer",
+        "SmtpUserNames": "app-mailer",
         "SmtpUserPath": "/smtp/",
         "PreviousKeyActiveHours": "12",
         "PreviousKeyInactiveDays": "3.5",
         "MaxKeyAgeDays": "60",
     },
 )
-CONFIGURATIONS = [DEFAULTS, ADOPT_KMS_IDENTITY, CONSOLE_GROUP_EXISTS]
+THREE_USERS = Configuration(
+    "three-users-two-created-one-adopted",
+    {
+        "SmtpUserNames": "billing-mailer,app.alerts@prod",
+        "SmtpUserPath": "/smtp/",
+        "AdoptedSmtpUserNames": "ses-smtp-user.20190501-093000",
+        "KmsKeyArn": KMS_KEY,
+        "SecretWriterArns": f"arn:aws:iam::{ACCOUNT}:role/mail-admin",
+    },
+)
+CONFIGURATIONS = [DEFAULTS, ADOPT_KMS_IDENTITY, CONSOLE_GROUP_EXISTS, THREE_USERS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,13 +172,11 @@ _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 class Resolver:
     """Evaluates conditions and intrinsic functions for one set of parameter values."""
 
-    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
-        self._values: dict[str, Any] = {**PSEUDO_PARAMETERS, **parameters}
-        for name, spec in template.get("Parameters", {}).items():
-            if spec.get("Type") == "CommaDelimitedList" and name in self._values:
-                self._values[name] = str(self._values[name]).split(",")
+    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, str], scope: str = "") -> None:
+        self._values: dict[str, Any] = {**PSEUDO_PARAMETERS, **typed_parameters(template, parameters)}
         self._mappings: Mapping[str, Any] = template.get("Mappings", {})
         self._resource_ids = set(template["Resources"])
+        self._scope = scope  # "<nested stack's logical ID>/" inside a nested stack
         self._condition_definitions: Mapping[str, Any] = template.get("Conditions", {})
         self._conditions: dict[str, bool] = {}
 
@@ -188,6 +198,9 @@ class Resolver:
             return all(self.truth(item) for item in argument)
         if function == "Fn::Or":
             return any(self.truth(item) for item in argument)
+        if function == "Fn::EachMemberEquals":  # Rules only
+            items, expected = (self.value(item) for item in argument)
+            return all(str(item) == str(expected) for item in items)
         raise AssertionError(f"condition function {function} is not understood by this test")
 
     def value(self, node: Any) -> Any:
@@ -209,7 +222,7 @@ class Resolver:
         if function == "Fn::GetAtt":
             resource, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
             assert resource in self._resource_ids, f"GetAtt of unknown resource {resource}"
-            return f"<GetAtt {resource}.{attribute}>"
+            return f"<GetAtt {self._scope}{resource}.{attribute}>"
         if function == "Fn::If":
             name, if_true, if_false = argument
             return self.value(if_true if self.condition(name) else if_false)
@@ -227,6 +240,8 @@ class Resolver:
         if function == "Fn::Split":
             delimiter, text = argument
             return str(self.value(text)).split(delimiter)
+        if function == "Fn::ToJsonString":
+            return json.dumps(self.value(argument), separators=(",", ":"))
         raise AssertionError(f"intrinsic function {function} is not understood by this test")
 
     def _ref(self, name: str) -> Any:
@@ -235,7 +250,7 @@ class Resolver:
         if name in self._values:
             return self._values[name]
         assert name in self._resource_ids, f"Ref to unknown name {name}"
-        return f"<Ref {name}>"
+        return f"<Ref {self._scope}{name}>"
 
     def _sub(self, argument: Any) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else argument
@@ -256,11 +271,12 @@ class Resolver:
 
 @dataclass(frozen=True)
 class Stack:
-    """What CloudFormation would create: resolved resources (condition true) and outputs."""
+    """What CloudFormation would create: resolved resources (condition true), outputs, nested stacks."""
 
     parameters: Mapping[str, str]
     resources: Mapping[str, Mapping[str, Any]]
     outputs: Mapping[str, Any]
+    nested: Mapping[str, Stack] = field(default_factory=dict)  # by the parent's logical ID
 
     def properties(self, logical_id: str) -> Mapping[str, Any]:
         props: Mapping[str, Any] = self.resources[logical_id].get("Properties", {})
@@ -275,6 +291,18 @@ class Stack:
         ((logical_id, resource),) = found.items()
         return logical_id, resource.get("Properties", {})
 
+    def everything(self) -> dict[str, Mapping[str, Any]]:
+        """Every resource of this stack and its nested stacks, nested ones as "<stack ID>/<ID>"."""
+        found = dict(self.resources)
+        for stack_id, nested in self.nested.items():
+            found.update({f"{stack_id}/{lid}": r for lid, r in nested.everything().items()})
+        return found
+
+    def user(self, name: str) -> Stack:
+        """The nested stack of SMTP user `name`."""
+        (found,) = [s for s in self.nested.values() if s.parameters["UserName"] == name]
+        return found
+
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """The template as CloudFormation JSON (short-form tags such as !Ref become Fn:: objects)."""
@@ -282,9 +310,15 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return template
 
 
-def transformed(template: Mapping[str, Any]) -> dict[str, Any]:
-    """The SAM transform, offline. CodeUri becomes an S3 location first, as `sam package` does."""
-    document = json.loads(json.dumps(template))
+def transformed(template: Mapping[str, Any], parameters: Mapping[str, str]) -> dict[str, Any]:
+    """The template's transforms, offline: LanguageExtensions (for these parameter values), then
+    SAM. CodeUri becomes an S3 location first, as `sam package` does."""
+    document: dict[str, Any] = json.loads(json.dumps(template))
+    if "AWS::LanguageExtensions" in as_list(document.get("Transform", [])):
+        document = expand(document, typed_parameters(document, parameters))
+    if document.get("Transform") != "AWS::Serverless-2016-10-31":
+        assert not document.get("Transform"), f"transform {document['Transform']} is not understood by this test"
+        return document
     for resource in document["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://artifacts-bucket/rotation-function.zip"
@@ -297,8 +331,19 @@ def transformed(template: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def typed_parameters(template: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """Parameter values as intrinsic functions see them: a CommaDelimitedList is a list (an empty
+    one is one empty item, as in CloudFormation)."""
+    declared: Mapping[str, Any] = template.get("Parameters", {})
+    return {
+        name: value.split(",") if declared.get(name, {}).get("Type") == "CommaDelimitedList" else value
+        for name, value in values.items()
+    }
+
+
 def check_parameters(template: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
-    """Parameter values as CloudFormation would accept them (defaults filled in, constraints met)."""
+    """Parameter values as CloudFormation would accept them (defaults filled in, constraints met;
+    a CommaDelimitedList's pattern applies to each item)."""
     declared: Mapping[str, Any] = template["Parameters"]
     unknown = set(overrides) - set(declared)
     assert not unknown, f"no such parameters: {sorted(unknown)}"
@@ -334,12 +379,17 @@ def check_rules(template: Mapping[str, Any], resolver: Resolver) -> None:
         raise TemplateRejected(" / ".join(failed))
 
 
-def deploy(parameters: Mapping[str, str] | None = None, path: Path = TEMPLATE) -> Stack:
-    """Resolve the transformed template for `parameters`, as CloudFormation would."""
-    template = transformed(load_template(path))
-    values = check_parameters(template, parameters or {})
-    resolver = Resolver(template, values)
-    check_rules(template, resolver)
+def deploy(parameters: Mapping[str, str] | None = None, path: Path = TEMPLATE, scope: str = "") -> Stack:
+    """Resolve the transformed template for `parameters`, as CloudFormation would, and each nested
+    stack (its TemplateURL a file next to `path`, as `sam package` uploads it) with the values the
+    parent passes it."""
+    source = load_template(path)
+    values = check_parameters(source, parameters or {})
+    # Rules read parameters only; checked before the transforms, so that no list of users makes
+    # the loops produce anything when the Rules refuse it.
+    check_rules(source, Resolver(source, values, scope))
+    template = transformed(source, values)
+    resolver = Resolver(template, values, scope)
     resources = {
         logical_id: resolver.value(resource)
         for logical_id, resource in template["Resources"].items()
@@ -350,7 +400,16 @@ def deploy(parameters: Mapping[str, str] | None = None, path: Path = TEMPLATE) -
         for name, output in template.get("Outputs", {}).items()
         if "Condition" not in output or resolver.condition(output["Condition"])
     }
-    return Stack(values, resources, outputs)
+    nested = {
+        logical_id: deploy(
+            {name: str(value) for name, value in resource["Properties"]["Parameters"].items()},
+            path.parent / resource["Properties"]["TemplateURL"],
+            f"{scope}{logical_id}/",
+        )
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::CloudFormation::Stack"
+    }
+    return Stack(values, resources, outputs, nested)
 
 
 @pytest.fixture(scope="module", params=CONFIGURATIONS, ids=lambda c: c.name)
@@ -383,42 +442,92 @@ class Grant:
     condition: Mapping[str, Any]
 
 
+def _symbol(value: str, kind: str) -> str:
+    """The logical ID in "<Ref X>" / "<GetAtt X.Arn>" (a reference the parent passed down)."""
+    match = re.fullmatch(rf"<{kind} ([\w/]+?)(\.Arn)?>", value)
+    assert match is not None, f"{value!r} is not a {kind} of this template's resource"
+    return match.group(1)
+
+
+def _statements(source: str, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    statements = as_list(document["Statement"])
+    for statement in statements:
+        assert "NotAction" not in statement and "NotResource" not in statement, source
+        assert "NotPrincipal" not in statement, source
+    return statements
+
+
 def identity_grants(stack: Stack) -> list[Grant]:
-    """Every Allow statement of every identity policy (roles, groups, users, standalone policies)."""
+    """Every Allow statement of every identity policy (roles, groups, users, standalone policies,
+    and the per-user role policies of the nested stacks, named after the parent's role)."""
     documents: list[tuple[str, Mapping[str, Any]]] = []
-    for logical_id, resource in stack.resources.items():
+    for logical_id, resource in stack.everything().items():
         props = resource.get("Properties", {})
         if resource["Type"] in {"AWS::IAM::Role", "AWS::IAM::Group", "AWS::IAM::User"}:
             documents += [(f"{logical_id}/{p['PolicyName']}", p["PolicyDocument"]) for p in props.get("Policies", [])]
             assert not props.get("ManagedPolicyArns"), f"{logical_id} attaches managed policies"
+        elif resource["Type"] == "AWS::IAM::RolePolicy":
+            documents.append((f"{_symbol(props['RoleName'], 'Ref')}/{props['PolicyName']}", props["PolicyDocument"]))
         elif resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
             documents.append((logical_id, props["PolicyDocument"]))
+    return [
+        Grant(source, frozenset(as_list(s["Action"])), tuple(as_list(s["Resource"])), s.get("Condition", {}))
+        for source, document in documents
+        for s in _statements(source, document)
+        if s["Effect"] == "Allow"
+    ]
+
+
+def secret_grants(stack: Stack, role_id: str) -> list[Grant]:
+    """What the secrets' resource policies allow the role `role_id`, as grants on each secret."""
     grants = []
-    for source, document in documents:
-        for statement in as_list(document["Statement"]):
-            assert "NotAction" not in statement and "NotResource" not in statement, source
-            if statement["Effect"] == "Allow":
-                grants.append(
-                    Grant(
-                        source,
-                        frozenset(as_list(statement["Action"])),
-                        tuple(as_list(statement["Resource"])),
-                        statement.get("Condition", {}),
-                    )
-                )
+    for logical_id, resource in stack.everything().items():
+        if resource["Type"] != "AWS::SecretsManager::ResourcePolicy":
+            continue
+        props = resource["Properties"]
+        for statement in _statements(logical_id, props["ResourcePolicy"]):
+            if statement["Effect"] != "Allow":
+                continue
+            assert statement["Resource"] == "*", "in a secret's resource policy, '*' is that secret"
+            if statement["Principal"] == {"AWS": f"<GetAtt {role_id}.Arn>"}:
+                actions = frozenset(as_list(statement["Action"]))
+                grants.append(Grant(logical_id, actions, (props["SecretId"],), statement.get("Condition", {})))
     return grants
 
 
 def role_grants(stack: Stack, function_id: str = FUNCTION_ID) -> list[Grant]:
+    """The function's role's identity grants, and the secrets' resource-policy grants to it."""
     role = stack.properties(function_id)["Role"]
     assert role == f"<GetAtt {function_id}Role.Arn>", "the function must use its own role of this template"
-    return [grant for grant in identity_grants(stack) if grant.source.startswith(f"{function_id}Role/")]
+    identity = [grant for grant in identity_grants(stack) if grant.source.startswith(f"{function_id}Role/")]
+    return identity + secret_grants(stack, f"{function_id}Role")
 
 
-def smtp_user_arn(stack: Stack) -> str:
-    if stack.parameters["CreateSmtpUser"] == "true":
-        return "<GetAtt SmtpUser.Arn>"
-    return f"arn:aws:iam::{ACCOUNT}:user{stack.parameters['SmtpUserPath']}{stack.parameters['SmtpUserName']}"
+@dataclass(frozen=True)
+class SmtpUser:
+    """One listed user, and what the resolved stacks call its user ARN and its secret."""
+
+    name: str
+    created: bool
+    arn: str
+    secret: str
+    stack_id: str
+
+
+def listed_users(stack: Stack) -> list[SmtpUser]:
+    """The users the parameters list, created ones first (empty items are no user)."""
+    params = stack.parameters
+    users = []
+    for names, created in ((params["SmtpUserNames"], True), (params["AdoptedSmtpUserNames"], False)):
+        for name in (n for n in names.split(",") if n):
+            stack_id = "SmtpUser" + re.sub(r"[^A-Za-z0-9]", "", name)
+            path = params["SmtpUserPath"] if created else params["AdoptedSmtpUserPath"]
+            arn = f"<GetAtt {stack_id}/User.Arn>" if created else f"arn:aws:iam::{ACCOUNT}:user{path}{name}"
+            users.append(SmtpUser(name, created, arn, f"<Ref {stack_id}/Secret>", stack_id))
+    return users
+
+
+SECRET_PREFIX_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ses-smtp/"
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,6 +562,7 @@ def template_file(configuration: Configuration, tmp_path_factory: pytest.TempPat
         template["Parameters"][name]["Default"] = value
     path = tmp_path_factory.mktemp(configuration.name) / "template.json"
     path.write_text(json.dumps(template, indent=1))
+    shutil.copy(USER_TEMPLATE, path.parent / USER_TEMPLATE.name)  # its TemplateURL, beside it
     return path
 
 
@@ -484,8 +594,32 @@ def test_sam_validate_lint_passes_offline(template_file: Path) -> None:
     assert "is a valid SAM Template" in result.stdout
 
 
+def test_user_template_lints_clean_on_its_own() -> None:
+    lint = subprocess.run(
+        [tool("cfn-lint"), "--format", "parseable", "--", str(USER_TEMPLATE)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=tool_env(),
+        timeout=300,
+        check=False,
+    )
+    assert (lint.returncode, lint.stdout.strip()) == (0, ""), lint.stdout + lint.stderr
+    validate = subprocess.run(
+        [tool("sam"), "validate", "--lint", "--template-file", str(USER_TEMPLATE)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=tool_env(),
+        timeout=300,
+        check=False,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+
+
 def test_configuration_values_are_accepted_by_the_template(configuration: Configuration) -> None:
-    deploy(configuration.parameters)  # raises TemplateRejected otherwise
+    stack = deploy(configuration.parameters)  # raises TemplateRejected otherwise
+    assert sorted(stack.nested) == sorted(user.stack_id for user in listed_users(stack))
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,14 +655,45 @@ def test_function_role_trusts_only_lambda(stack: Stack) -> None:
     assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 
 
-def test_access_key_actions_are_scoped_to_the_smtp_user(stack: Stack) -> None:
+def test_roles_reach_exactly_the_listed_users_and_secrets(stack: Stack) -> None:
+    """Runs at 1 user (three configurations) and at 3 users (two created, one adopted)."""
+    users = listed_users(stack)
+    assert users, "every configuration lists a user"
+
+    def reach(function_id: str) -> list[tuple[frozenset[str], tuple[str, ...]]]:
+        scoped = [
+            g
+            for g in role_grants(stack, function_id)
+            if any(a.split(":")[0] in {"iam", "secretsmanager"} for a in g.actions)
+        ]
+        return sorted(((g.actions, g.resources) for g in scoped if g.actions != LIST_SECRETS), key=repr)
+
+    assert reach(FUNCTION_ID) == sorted(
+        [(IAM_KEY_ACTIONS, (u.arn,)) for u in users] + [(SECRET_ACTIONS, (u.secret,)) for u in users], key=repr
+    )
+    assert reach(RETIREMENT_ID) == sorted(
+        [(RETIRE_IAM_ACTIONS, (u.arn,)) for u in users] + [(RETIRE_SECRET_ACTIONS, (u.secret,)) for u in users],
+        key=repr,
+    )
+
+
+def test_access_key_actions_are_scoped_to_exactly_the_listed_users(stack: Stack) -> None:
     iam_grants = [grant for grant in role_grants(stack) if any(a.startswith("iam:") for a in grant.actions)]
-    assert [(grant.actions, grant.resources) for grant in iam_grants] == [(IAM_KEY_ACTIONS, (smtp_user_arn(stack),))]
+    assert sorted((grant.actions, grant.resources) for grant in iam_grants) == sorted(
+        (IAM_KEY_ACTIONS, (user.arn,)) for user in listed_users(stack)
+    )
 
 
-def test_secrets_manager_actions_are_scoped_to_the_rotated_secret(stack: Stack) -> None:
-    grants = [grant for grant in role_grants(stack) if any(a.startswith("secretsmanager:") for a in grant.actions)]
-    assert [(grant.actions, grant.resources) for grant in grants] == [(SECRET_ACTIONS, ("<Ref SmtpSecret>",))]
+def test_secrets_manager_actions_reach_exactly_the_listed_secrets_through_their_resource_policies(
+    stack: Stack,
+) -> None:
+    # No identity grant: each secret's own resource policy allows the role (same account).
+    identity = [g for g in identity_grants(stack) if any(a.startswith("secretsmanager:") for a in g.actions)]
+    assert [(g.source, g.actions) for g in identity] == [("RetirementFunctionRole/FindOwnSecrets", LIST_SECRETS)]
+    grants = secret_grants(stack, "RotationFunctionRole")
+    assert sorted((g.actions, g.resources) for g in grants) == sorted(
+        (SECRET_ACTIONS, (user.secret,)) for user in listed_users(stack)
+    )
 
 
 def test_kms_is_allowed_only_with_a_key_and_only_through_secrets_manager(
@@ -536,20 +701,25 @@ def test_kms_is_allowed_only_with_a_key_and_only_through_secrets_manager(
 ) -> None:
     kms_grants = [grant for grant in role_grants(stack) if any(a.startswith("kms:") for a in grant.actions)]
     assert not [g for g in identity_grants(stack) if "kms:GenerateDataKey" in g.actions and g not in kms_grants]
+    secrets = [stack.nested[user.stack_id].properties("Secret") for user in listed_users(stack)]
     if configuration.kms_key is None:
         assert kms_grants == []
-        assert "KmsKeyId" not in stack.properties("SmtpSecret")
+        assert all("KmsKeyId" not in secret for secret in secrets)
     else:
-        via_secrets_manager = {
-            "StringEquals": {
-                "kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com",
-                "kms:EncryptionContext:SecretARN": "<Ref SmtpSecret>",  # this secret's data keys only
-            }
-        }
         assert [(g.actions, g.resources, g.condition) for g in kms_grants] == [
-            (KMS_ACTIONS, (configuration.kms_key,), via_secrets_manager)
+            (KMS_ACTIONS, (configuration.kms_key,), via_secrets_manager_for_the_deployments_secrets())
         ]
-        assert stack.properties("SmtpSecret")["KmsKeyId"] == configuration.kms_key
+        assert all(secret["KmsKeyId"] == configuration.kms_key for secret in secrets)
+    # The encryption-context prefix covers every secret of the deployment (their names).
+    assert all(secret["Name"].startswith("ses-smtp/") for secret in secrets)
+
+
+def via_secrets_manager_for_the_deployments_secrets() -> dict[str, Any]:
+    return {
+        "StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"},
+        # The data keys of secrets named ses-smtp/... only; see the template for why a prefix.
+        "StringLike": {"kms:EncryptionContext:SecretARN": SECRET_PREFIX_ARN + "*"},
+    }
 
 
 def test_logs_are_written_only_to_the_function_log_group(stack: Stack) -> None:
@@ -560,26 +730,29 @@ def test_logs_are_written_only_to_the_function_log_group(stack: Stack) -> None:
     assert stack.properties(FUNCTION_ID)["LoggingConfig"]["LogGroup"] == "<Ref RotationFunctionLogGroup>"
 
 
-def test_invoke_permission_is_for_secrets_manager_of_this_account_only(stack: Stack) -> None:
-    permissions = stack.of_type("AWS::Lambda::Permission")
-    assert [p["Properties"] for p in permissions.values()] == [
+def test_invoke_permission_is_for_secrets_manager_of_this_account_and_the_deployments_secret_names(
+    stack: Stack,
+) -> None:
+    permissions = [r["Properties"] for r in stack.everything().values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert permissions == [
         {
             "FunctionName": f"<GetAtt {FUNCTION_ID}.Arn>",
             "Action": "lambda:InvokeFunction",
             "Principal": "secretsmanager.amazonaws.com",
             "SourceAccount": ACCOUNT,
-            "SourceArn": "<Ref SmtpSecret>",
+            "SourceArn": SECRET_PREFIX_ARN + "*",
         }
     ]
 
 
-def test_only_the_rotation_role_and_listed_principals_may_write_the_secret(stack: Stack) -> None:
-    _, policy = stack.only("AWS::SecretsManager::ResourcePolicy")
-    assert policy["SecretId"] == "<Ref SmtpSecret>"
-    assert policy["BlockPublicPolicy"] is True
+def test_only_the_rotation_role_and_listed_principals_may_write_each_secret(stack: Stack) -> None:
     listed = [arn for arn in stack.parameters["SecretWriterArns"].split(",") if arn]
-    assert policy["ResourcePolicy"]["Statement"] == [
-        {
+    for user in listed_users(stack):
+        _, policy = stack.nested[user.stack_id].only("AWS::SecretsManager::ResourcePolicy")
+        assert policy["SecretId"] == user.secret
+        assert policy["BlockPublicPolicy"] is True
+        deny, *allows = policy["ResourcePolicy"]["Statement"]
+        assert deny == {
             "Sid": "OnlyTheRotationWritesTheSecret",
             "Effect": "Deny",
             "Principal": "*",
@@ -587,26 +760,54 @@ def test_only_the_rotation_role_and_listed_principals_may_write_the_secret(stack
             "Resource": "*",
             "Condition": {"StringNotEquals": {"aws:PrincipalArn": ["<GetAtt RotationFunctionRole.Arn>", *listed]}},
         }
-    ]
+        # The Allows name the deployment's two roles only (their actions: the role tests above).
+        assert sorted(a["Principal"]["AWS"] for a in allows) == [
+            "<GetAtt RetirementFunctionRole.Arn>",
+            "<GetAtt RotationFunctionRole.Arn>",
+        ]
+        assert all(a["Effect"] == "Allow" and "Condition" not in a for a in allows)
 
 
-def test_the_function_is_told_its_allowed_hosts_and_the_one_user_its_secret_may_rotate(stack: Stack) -> None:
+def test_the_function_is_told_its_allowed_hosts(stack: Stack) -> None:
     env = stack.properties(FUNCTION_ID)["Environment"]["Variables"]
     assert env["SMTP_ALLOWED_HOSTS"] == stack.parameters["SmtpAllowedHosts"]
-    user = stack.parameters["SmtpUserName"] if stack.parameters["CreateSmtpUser"] == "false" else "<Ref SmtpUser>"
-    assert json.loads(env["SMTP_SECRET_BINDINGS"]) == {"<Ref SmtpSecret>": user}
 
 
-def test_rotation_schedule_waits_for_the_invoke_permission(stack: Stack) -> None:
-    schedule_id, schedule = stack.only("AWS::SecretsManager::RotationSchedule")
+def test_each_secret_is_bound_to_its_user(stack: Stack) -> None:
+    users = listed_users(stack)
+    for function_id in (FUNCTION_ID, RETIREMENT_ID):
+        env = stack.properties(function_id)["Environment"]["Variables"]
+        # Read by the functions' own settings code, as Lambda would hand it the variable.
+        settings = Settings.from_env({"SMTP_SECRET_BINDINGS": env["SMTP_SECRET_BINDINGS"]})
+        assert dict(settings.secret_bindings) == {f"ses-smtp/{u.name}": u.name for u in users}
+        for user in users:
+            secret = stack.nested[user.stack_id].properties("Secret")
+            arn = f"{SECRET_PREFIX_ARN}{user.name}-AbCdEf"  # what Secrets Manager hands the function
+            assert settings.bound_user(arn, secret["Name"]) == user.name
+            assert json.loads(secret["SecretString"])["iam_user_name"] == user.name
+
+
+def test_each_rotation_schedule_waits_for_the_invoke_permission_and_its_grants(stack: Stack) -> None:
     (permission_id,) = stack.of_type("AWS::Lambda::Permission")
-    assert permission_id in as_list(stack.resources[schedule_id]["DependsOn"])
-    assert schedule["SecretId"] == "<Ref SmtpSecret>"
-    assert schedule["RotationLambdaARN"] == f"<GetAtt {FUNCTION_ID}.Arn>"
-    assert schedule["RotationRules"] == {
-        "ScheduleExpression": stack.parameters["RotationScheduleExpression"],
-        "Duration": stack.parameters["RotationWindow"],
-    }
+    for user in listed_users(stack):
+        assert permission_id in as_list(stack.resources[user.stack_id]["DependsOn"])
+        nested = stack.nested[user.stack_id]
+        schedule_id, schedule = nested.only("AWS::SecretsManager::RotationSchedule")
+        assert set(as_list(nested.resources[schedule_id]["DependsOn"])) == {
+            "RotationAccessKeysPolicy",
+            "SecretPolicy",
+            "SendingGroupMembership",
+        }
+        assert nested.properties("SendingGroupMembership")["Users"] == [
+            f"<Ref {user.stack_id}/User>" if user.created else user.name
+        ]
+        assert schedule["SecretId"] == user.secret
+        assert schedule["RotationLambdaARN"] == f"<GetAtt {FUNCTION_ID}.Arn>"
+        assert schedule["RotateImmediatelyOnUpdate"] is True
+        assert schedule["RotationRules"] == {
+            "ScheduleExpression": stack.parameters["RotationScheduleExpression"],
+            "Duration": stack.parameters["RotationWindow"],
+        }
 
 
 def _hashable(value: Any) -> Any:
@@ -636,24 +837,24 @@ def test_topic_accepts_messages_only_from_this_rule_and_these_alarms(stack: Stac
 # --------------------------------------------------------------------------------------------
 
 
-def test_smtp_user_is_created_or_adopted_and_joins_the_sending_group(
-    stack: Stack, configuration: Configuration
-) -> None:
-    user_name = stack.parameters["SmtpUserName"]
-    if configuration.adopts_user:
-        assert stack.of_type("AWS::IAM::User") == {}
-        expected_user = user_name
-    else:
-        _, user = stack.only("AWS::IAM::User")
-        assert (user["UserName"], user["Path"]) == (user_name, stack.parameters["SmtpUserPath"])
-        expected_user = "<Ref SmtpUser>"
-    _, membership = stack.only("AWS::IAM::UserToGroupAddition")
-    assert membership["Users"] == [expected_user]
-    if stack.parameters["SendingGroupExists"] == "true":
-        assert membership["GroupName"] == stack.parameters["SendingGroupName"]
-    else:
-        assert membership["GroupName"] == "<Ref SendingGroup>"
-    assert stack.outputs["SmtpUserName"] == expected_user
+def test_each_smtp_user_is_created_or_adopted_and_joins_the_sending_group(stack: Stack) -> None:
+    group = (
+        stack.parameters["SendingGroupName"]
+        if stack.parameters["SendingGroupExists"] == "true"
+        else "<Ref SendingGroup>"
+    )
+    for user in listed_users(stack):
+        nested = stack.nested[user.stack_id]
+        assert nested.parameters["CreateUser"] == str(user.created).lower()
+        if user.created:
+            _, iam_user = nested.only("AWS::IAM::User")
+            assert (iam_user["UserName"], iam_user["Path"]) == (user.name, stack.parameters["SmtpUserPath"])
+            assert iam_user["Tags"] == [{"Key": "ses-smtp-rotation:stack", "Value": STACK}]
+        else:
+            assert nested.of_type("AWS::IAM::User") == {}
+        _, membership = nested.only("AWS::IAM::UserToGroupAddition")
+        assert membership["GroupName"] == group
+        assert nested.outputs["UserName"] == (f"<Ref {user.stack_id}/User>" if user.created else user.name)
 
 
 def test_sending_group_holds_only_ses_send_raw_email_in_the_requested_scope(stack: Stack) -> None:
@@ -684,18 +885,21 @@ def test_sending_group_holds_only_ses_send_raw_email_in_the_requested_scope(stac
 
 
 def test_credentials_outlive_the_stack_and_the_rotation_does_not(stack: Stack) -> None:
-    kept = {lid for lid, r in stack.resources.items() if r.get("DeletionPolicy") == "Retain"}
-    assert kept == {"SmtpSecret", "SmtpUserSendingGroupMembership"} | (
-        {"SmtpUser"} if "SmtpUser" in stack.resources else set()
-    ) | ({"SendingGroup"} if "SendingGroup" in stack.resources else set())
-    assert all(stack.resources[lid].get("UpdateReplacePolicy") == "Retain" for lid in kept)
+    everything = stack.everything()
+    kept = {lid for lid, r in everything.items() if r.get("DeletionPolicy") == "Retain"}
+    expected = {"SendingGroup"} if "SendingGroup" in stack.resources else set()
+    for user in listed_users(stack):
+        expected |= {f"{user.stack_id}/Secret", f"{user.stack_id}/SendingGroupMembership"}
+        expected |= {f"{user.stack_id}/User"} if user.created else set()
+    assert kept == expected
+    assert all(everything[lid].get("UpdateReplacePolicy") == "Retain" for lid in kept)
 
 
-def test_secret_is_bootstrapped_with_the_user_name_and_region(stack: Stack, configuration: Configuration) -> None:
-    secret = stack.properties("SmtpSecret")
-    user = stack.parameters["SmtpUserName"] if configuration.adopts_user else "<Ref SmtpUser>"
-    assert json.loads(secret["SecretString"]) == {"iam_user_name": user, "region": REGION}
-    assert secret["Name"] == f"ses-smtp/{stack.parameters['SmtpUserName']}"
+def test_each_secret_is_bootstrapped_with_its_user_name_and_region(stack: Stack) -> None:
+    for user in listed_users(stack):
+        secret = stack.nested[user.stack_id].properties("Secret")
+        assert json.loads(secret["SecretString"]) == {"iam_user_name": user.name, "region": REGION}
+        assert secret["Name"] == f"ses-smtp/{user.name}"
 
 
 def test_function_runs_python313_on_arm64_with_structured_json_logs(stack: Stack) -> None:
@@ -737,16 +941,23 @@ def test_function_environment_carries_the_parameters(stack: Stack) -> None:
 
 
 def event_matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
-    """EventBridge matching for patterns made of exact values (all this template uses)."""
+    """EventBridge matching for patterns of exact values and prefixes (all this template uses)."""
     for key, expected in pattern.items():
         if key not in event:
             return False
         if isinstance(expected, dict):
             if not isinstance(event[key], dict) or not event_matches(expected, event[key]):
                 return False
-        elif event[key] not in expected:
+        elif not any(_value_matches(item, event[key]) for item in expected):
             return False
     return True
+
+
+def _value_matches(expected: Any, value: Any) -> bool:
+    if isinstance(expected, dict):
+        assert set(expected) == {"prefix"}, f"EventBridge {expected} is not understood by this test"
+        return isinstance(value, str) and value.startswith(expected["prefix"])
+    return bool(expected == value)
 
 
 def rotation_failed_event(secret_id: str) -> dict[str, Any]:
@@ -764,12 +975,15 @@ def rotation_failed_event(secret_id: str) -> dict[str, Any]:
     }
 
 
-def test_rotation_failed_event_of_this_secret_notifies_the_topic(stack: Stack) -> None:
+def test_rotation_failed_event_of_the_deployments_secrets_notifies_the_topic(stack: Stack) -> None:
     _, rule = stack.only("AWS::Events::Rule")
     pattern = rule["EventPattern"]
-    assert event_matches(pattern, rotation_failed_event("<Ref SmtpSecret>"))
+    for user in listed_users(stack):
+        assert event_matches(pattern, rotation_failed_event(f"{SECRET_PREFIX_ARN}{user.name}-AbCdEf"))
     assert not event_matches(pattern, rotation_failed_event(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x"))
-    succeeded = rotation_failed_event("<Ref SmtpSecret>")
+    other_account = f"arn:aws:secretsmanager:{REGION}:210987654321:secret:ses-smtp/a-AbCdEf"
+    assert not event_matches(pattern, rotation_failed_event(other_account))
+    succeeded = rotation_failed_event(f"{SECRET_PREFIX_ARN}a-AbCdEf")
     succeeded["detail"]["eventName"] = "RotationSucceeded"
     assert not event_matches(pattern, succeeded)
     assert [target["Arn"] for target in rule["Targets"]] == ["<Ref AlarmTopic>"]
@@ -790,11 +1004,16 @@ def test_failure_email_is_subscribed_only_when_given(stack: Stack) -> None:
     assert subscriptions == expected
 
 
-def test_outputs_name_the_secret_function_and_user_and_reveal_no_secret(stack: Stack) -> None:
-    assert stack.outputs["SecretArn"] == "<Ref SmtpSecret>"
+def test_outputs_name_each_secret_and_the_function_and_reveal_no_secret(stack: Stack) -> None:
+    secret_outputs = {name: value for name, value in stack.outputs.items() if name.startswith("SecretArn")}
+    assert secret_outputs == {
+        f"SecretArn{user.stack_id.removeprefix('SmtpUser')}": f"<GetAtt {user.stack_id}.Outputs.SecretArn>"
+        for user in listed_users(stack)
+    }
+    for user in listed_users(stack):
+        assert stack.nested[user.stack_id].outputs["SecretArn"] == user.secret
     assert stack.outputs["FunctionArn"] == f"<GetAtt {FUNCTION_ID}.Arn>"
-    assert "SmtpUserName" in stack.outputs
-    text = json.dumps(stack.outputs)
+    text = json.dumps([stack.outputs, *(nested.outputs for nested in stack.nested.values())])
     assert "resolve:secretsmanager" not in text
     assert "SecretString" not in text and "SecretAccessKey" not in text
 
@@ -820,18 +1039,22 @@ def test_retirement_role_allows_exactly_the_calls_the_retirement_function_makes(
     assert not granted & {"iam:CreateAccessKey", "secretsmanager:PutSecretValue"}
 
 
-def test_retirement_role_reaches_only_the_smtp_user_the_secret_the_topic_and_its_log_group(stack: Stack) -> None:
-    grants = {(g.actions, g.resources) for g in role_grants(stack, RETIREMENT_ID) if "kms:Decrypt" not in g.actions}
-    assert grants == {
+def test_retirement_role_reaches_only_the_listed_users_their_secrets_the_topic_and_its_log_group(
+    stack: Stack,
+) -> None:
+    grants = [(g.actions, g.resources) for g in role_grants(stack, RETIREMENT_ID) if "kms:Decrypt" not in g.actions]
+    users = listed_users(stack)
+    expected = [
         (LOG_ACTIONS, ("<GetAtt RetirementFunctionLogGroup.Arn>",)),
-        (RETIRE_IAM_ACTIONS, (smtp_user_arn(stack),)),
-        (RETIRE_SECRET_ACTIONS, ("<Ref SmtpSecret>",)),
+        *((RETIRE_IAM_ACTIONS, (user.arn,)) for user in users),
+        *((RETIRE_SECRET_ACTIONS, (user.secret,)) for user in users),
         (LIST_SECRETS, ("*",)),  # unscopable, and returns no value (see the template's comment)
         (frozenset({"sns:Publish"}), ("<Ref AlarmTopic>",)),
-    }
+    ]
+    assert sorted(grants, key=repr) == sorted(expected, key=repr)
 
 
-def test_retirement_role_decrypts_only_this_secret_through_secrets_manager(
+def test_retirement_role_decrypts_only_the_deployments_secrets_through_secrets_manager(
     stack: Stack, configuration: Configuration
 ) -> None:
     kms = [
@@ -840,12 +1063,7 @@ def test_retirement_role_decrypts_only_this_secret_through_secrets_manager(
     if configuration.kms_key is None:
         assert kms == []
     else:
-        condition = {
-            "StringEquals": {
-                "kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com",
-                "kms:EncryptionContext:SecretARN": "<Ref SmtpSecret>",
-            }
-        }
+        condition = via_secrets_manager_for_the_deployments_secrets()
         assert kms == [(frozenset({"kms:Decrypt"}), (configuration.kms_key,), condition)]
 
 
@@ -976,7 +1194,10 @@ def test_configuration_set_scope_leaves_identities_of_this_account_open() -> Non
         ("KmsKeyArn", f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/aws/secretsmanager"),  # an alias grants nothing
         ("SendingIdentityArn", f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/*"),
         ("SmtpUserPath", "/*/"),
-        ("SmtpUserName", "a*"),
+        ("AdoptedSmtpUserPath", "/*/"),
+        ("SmtpUserNames", "a*"),
+        ("SmtpUserNames", "app-a,b/c"),  # each name is checked
+        ("AdoptedSmtpUserNames", "x" * 65),
         ("PreviousKeyAction", "Delete"),
         ("RotationWindow", "25h"),
         ("LogRetentionDays", "10"),
@@ -993,6 +1214,14 @@ def test_configuration_set_scope_leaves_identities_of_this_account_open() -> Non
 def test_parameter_values_that_would_widen_or_break_the_stack_are_refused(name: str, value: str) -> None:
     with pytest.raises(TemplateRejected, match=name):
         deploy({name: value})
+
+
+def test_a_deployment_of_no_user_is_refused() -> None:
+    with pytest.raises(TemplateRejected, match="at least one user"):
+        deploy({"SmtpUserNames": ""})
+    with pytest.raises(TemplateRejected, match="at least one user"):
+        deploy({"SmtpUserNames": ",", "AdoptedSmtpUserNames": ""})
+    assert [u.name for u in listed_users(deploy({"SmtpUserNames": "", "AdoptedSmtpUserNames": "x"}))] == ["x"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1016,13 +1245,74 @@ def test_resolved_stack_has_no_intrinsic_function_left(stack: Stack) -> None:
             return False
         return set(node) in ({"Ref"}, {"Condition"}) or any(str(key).startswith("Fn::") for key in node)
 
-    assert [node for node in walk([stack.resources, stack.outputs]) if is_intrinsic(node)] == []
+    resolved = [stack.everything(), stack.outputs, *(nested.outputs for nested in stack.nested.values())]
+    assert [node for node in walk(resolved) if is_intrinsic(node)] == []
 
 
 def test_conditional_resources_follow_their_conditions() -> None:
     defaults = deploy()
     adopted = deploy(ADOPT_KMS_IDENTITY.parameters)
-    assert {"SmtpUser", "SendingGroup"} <= set(defaults.resources)
+    assert {"SmtpUsersessmtpuser", "SendingGroup"} <= set(defaults.resources)
+    assert "SmtpUser" not in defaults.resources  # the empty adopted list's single empty item
+    assert "User" in defaults.nested["SmtpUsersessmtpuser"].resources
     assert "NotificationEmailSubscription" not in defaults.resources
-    assert "SmtpUser" not in adopted.resources
+    assert set(adopted.nested) == {"SmtpUsersessmtpuser20240101120000"}  # no stack for the empty created list
+    assert "User" not in adopted.nested["SmtpUsersessmtpuser20240101120000"].resources
     assert "NotificationEmailSubscription" in adopted.resources
+
+
+# --------------------------------------------------------------------------------------------
+# How many users one stack holds: IAM limits a role's inline policies to 10,240 characters in
+# total (whitespace not counted), and each user adds one policy to each role.
+# --------------------------------------------------------------------------------------------
+
+ROLE_INLINE_POLICY_LIMIT = 10_240
+USERS_PER_STACK = 25  # README: with 64-character names at path "/", a KMS key and a VPC (the most)
+# Every optional grant of the roles on: the KMS key and the VPC network interfaces.
+LARGEST_ROLES = {
+    "KmsKeyArn": KMS_KEY,
+    "VpcSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "VpcSecurityGroupIds": "sg-0123456789abcdef0",
+}
+
+
+def _inline_policy_characters(stack: Stack, role_id: str) -> int:
+    """The role's inline policies as IAM counts them, with realistic ARNs in place of references
+    (policy names counted too, to be safe)."""
+    log_group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{STACK}-ses-smtp-retirement:*"
+    real = {f"<GetAtt {u.stack_id}/User.Arn>": f"arn:aws:iam::{ACCOUNT}:user/{u.name}" for u in listed_users(stack)}
+    real |= {
+        "<GetAtt RotationFunctionLogGroup.Arn>": log_group,
+        "<GetAtt RetirementFunctionLogGroup.Arn>": log_group,
+        "<Ref AlarmTopic>": f"arn:aws:sns:{REGION}:{ACCOUNT}:{STACK}-AlarmTopic-ABCDEFGHIJKL",
+    }
+    policies = [(p["PolicyName"], p["PolicyDocument"]) for p in stack.properties(role_id).get("Policies", [])]
+    policies += [
+        (r["Properties"]["PolicyName"], r["Properties"]["PolicyDocument"])
+        for r in stack.everything().values()
+        if r["Type"] == "AWS::IAM::RolePolicy" and r["Properties"]["RoleName"] == f"<Ref {role_id}>"
+    ]
+    total = 0
+    for name, document in policies:
+        text = json.dumps(document, separators=(",", ":"))
+        for symbol, arn in real.items():
+            text = text.replace(symbol, arn)
+        assert "<" not in text, text
+        total += len(name) + len(re.sub(r"\s", "", text))
+    return total
+
+
+def _longest_names(count: int) -> str:
+    return ",".join(f"{index:02d}".ljust(64, "u") for index in range(count))  # IAM's longest: 64
+
+
+def test_roles_inline_policies_fit_iams_limit_at_the_documented_number_of_users() -> None:
+    stack = deploy({"SmtpUserNames": _longest_names(USERS_PER_STACK), **LARGEST_ROLES})
+    assert len(listed_users(stack)) == USERS_PER_STACK
+    sizes = {
+        role: _inline_policy_characters(stack, role) for role in ("RotationFunctionRole", "RetirementFunctionRole")
+    }
+    assert max(sizes.values()) <= ROLE_INLINE_POLICY_LIMIT, sizes
+    # ... and it is the largest number that does (the README's figure is exact).
+    one_more = deploy({"SmtpUserNames": _longest_names(USERS_PER_STACK + 1), **LARGEST_ROLES})
+    assert _inline_policy_characters(one_more, "RetirementFunctionRole") > ROLE_INLINE_POLICY_LIMIT

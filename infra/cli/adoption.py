@@ -152,9 +152,10 @@ def plan_adoption(state: AdoptionState) -> Plan:
 
 
 def join_instructions(user: str) -> str:
-    """How the adopted user joins a deployment (the template takes one user per stack today)."""
+    """How the adopted user joins a deployment: its name added to AdoptedSmtpUserNames."""
     return (
-        f"To rotate its key, deploy the stack for this user: sam deploy --parameter-overrides "
-        f"SmtpUserName={user} CreateSmtpUser=false SendingGroupExists=true "
-        f"(the user keeps at most one access key; see the README, 'Adopting an existing user')."
+        f"To rotate its key, add {user} to the deployment's AdoptedSmtpUserNames and deploy again, e.g. "
+        f"sam deploy --parameter-overrides AdoptedSmtpUserNames={user} SendingGroupExists=true "
+        f"(keep the names already listed; the user keeps at most one access key; see the README, "
+        f"'Adopting an existing user')."
     )
