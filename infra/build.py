@@ -146,7 +146,8 @@ def handler_modules(template: Path) -> dict[str, str]:
     return {
         name: str(resource["Properties"]["Handler"]).rpartition(".")[0]
         for name, resource in resources.items()
-        if resource.get("Type") in {"AWS::Serverless::Function", "AWS::Lambda::Function"}
+        # A Fn::ForEach loop (a list; the built template keeps them) holds the SMTP users' stacks.
+        if isinstance(resource, dict) and resource.get("Type") in {"AWS::Serverless::Function", "AWS::Lambda::Function"}
     }
 
 
