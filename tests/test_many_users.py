@@ -27,7 +27,8 @@ from tests.test_template import FUNCTION_ID, deploy
 def two_users(iam_client: IAMClient) -> tuple[str, str]:
     """A user the deployment creates and one it adopts (with the key the console made months ago)."""
     suffix = uuid.uuid4().hex[:8]
-    created, adopted = f"app-mailer-{suffix}", f"ses-smtp-user.{suffix}"
+    # Not ses-smtp/ses-smtp-user...: tests/recipes finds its secret by that name (a prefix filter).
+    created, adopted = f"app-mailer-{suffix}", f"console-user.{suffix}"
     for name in (created, adopted):
         iam_client.create_user(UserName=name)
     console_key = iam_client.create_access_key(UserName=adopted)["AccessKey"]["AccessKeyId"]
