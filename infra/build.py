@@ -2,9 +2,11 @@
 
     .venv/bin/python -m infra.build [--build-dir DIR]
 
-1. Refuses an SAM CLI older than 1.145, loudly: 1.120 cannot build python3.13, and 1.128 to 1.144
+1. Refuses an SAM CLI older than 1.161, loudly: 1.120 cannot build python3.13; 1.128 to 1.144
    report "Build Succeeded" but ignore the template's ``ParentPackageMode``, so the deployed
-   handler cannot import and every rotation fails.
+   handler cannot import and every rotation fails; before 1.160 ``sam build`` cannot expand the
+   template's ``Fn::ForEach`` loops, and before 1.161 it has no ``--language-extensions`` (which
+   samconfig.toml turns on).
 2. Runs ``sam build`` from the repository root (samconfig.toml: the manifest is requirements.txt,
    the hashed lock of what the function needs beyond the runtime, which ships boto3) with
    Python 3.13, the runtime's, first on PATH.
@@ -30,7 +32,7 @@ from infra.artifact import precompile, runtime_sdk_dir, unzipped_size, zip_size
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_ID = "RotationFunction"
-SAM_FLOOR = (1, 145, 0)
+SAM_FLOOR = (1, 161, 0)
 
 
 class BuildError(Exception):
@@ -46,7 +48,7 @@ class Built:
 
 
 def parse_sam_version(text: str) -> tuple[int, int, int]:
-    """``SAM CLI, version 1.145.0`` -> (1, 145, 0)."""
+    """``SAM CLI, version 1.161.0`` -> (1, 161, 0)."""
     found = re.search(r"\bversion\s+(\d+)\.(\d+)\.(\d+)", text)
     if found is None:
         raise BuildError(f"Cannot tell the SAM CLI version from `sam --version` ({text.strip()[:80]!r}).")
@@ -55,14 +57,16 @@ def parse_sam_version(text: str) -> tuple[int, int, int]:
 
 
 def check_sam_version(text: str) -> tuple[int, int, int]:
-    """The version in `text` when it is at least 1.145; else BuildError saying why it matters."""
+    """The version in `text` when it is at least 1.161; else BuildError saying why it matters."""
     version = parse_sam_version(text)
     if version < SAM_FLOOR:
         shown, floor = ".".join(map(str, version)), ".".join(map(str, SAM_FLOOR))
         raise BuildError(
             f"SAM CLI {shown} is too old: this template needs {floor} or later. Versions before 1.128 "
             "cannot build python3.13, and 1.128 to 1.144 report 'Build Succeeded' but ignore "
-            "ParentPackageMode, so the deployed handler cannot import and every rotation fails. "
+            "ParentPackageMode, so the deployed handler cannot import and every rotation fails; "
+            "before 1.161 sam build cannot expand the template's Fn::ForEach loops "
+            "(--language-extensions, which samconfig.toml turns on). "
             f"Upgrade (`pip install 'aws-sam-cli>={floor}'`, or `make setup` for the project's "
             "pinned version) and build again."
         )

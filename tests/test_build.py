@@ -1,4 +1,4 @@
-"""`make build` refuses an SAM CLI older than 1.145 before building (infra/build.py)."""
+"""`make build` refuses an SAM CLI older than 1.161 before building (infra/build.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from infra.build import BuildError, build, check_sam_version, find_python313, pa
 @pytest.mark.parametrize(
     ("output", "version"),
     [
-        ("SAM CLI, version 1.145.0\n", (1, 145, 0)),
+        ("SAM CLI, version 1.161.0\n", (1, 161, 0)),
         ("SAM CLI, version 1.170.0", (1, 170, 0)),
         ("SAM CLI, version 2.0.0", (2, 0, 0)),
     ],
@@ -26,6 +26,8 @@ def test_supported_versions_pass(output: str, version: tuple[int, int, int]) -> 
 @pytest.mark.parametrize(
     "output",
     [
+        "SAM CLI, version 1.160.1",  # no --language-extensions: cannot expand Fn::ForEach as configured
+        "SAM CLI, version 1.145.0",  # cannot expand Fn::ForEach at all
         "SAM CLI, version 1.144.9",  # says "Build Succeeded" but ignores ParentPackageMode
         "SAM CLI, version 1.128.0",
         "SAM CLI, version 1.120.0",  # cannot build python3.13 at all
@@ -37,9 +39,9 @@ def test_older_versions_are_refused_saying_why_and_what_to_do(output: str) -> No
         check_sam_version(output)
     message = str(refused.value)
     assert output.split()[-1] in message
-    assert "1.145.0 or later" in message
-    assert "ParentPackageMode" in message
-    assert "pip install 'aws-sam-cli>=1.145.0'" in message
+    assert "1.161.0 or later" in message
+    assert "ParentPackageMode" in message and "Fn::ForEach" in message
+    assert "pip install 'aws-sam-cli>=1.161.0'" in message
 
 
 @pytest.mark.parametrize("output", ["", "command not found", "SAM CLI, version unknown"])
