@@ -96,3 +96,11 @@ def deploy(iam: IAMClient, user: str, ses: SesSmtpStandIn, monkeypatch: pytest.M
     for name in ("PREVIOUS_KEY_ACTION", "PREVIOUS_KEY_ACTIVE_HOURS", "PREVIOUS_KEY_INACTIVE_DAYS"):
         monkeypatch.delenv(name, raising=False)
     return Deployment(arn, user, function_arn, topic_arn, queue_url, iam)
+
+
+def rotated_twice(deployment: Deployment) -> tuple[str, str]:
+    """Two rotations: returns (previous key, current key)."""
+    deployment.rotate()
+    old = deployment.current_key()
+    deployment.rotate()
+    return old, deployment.current_key()

@@ -11,7 +11,7 @@ import pytest
 from mypy_boto3_iam import IAMClient
 
 from infra.ses_smtp import SesSmtpStandIn
-from tests.retirement_support import Deployment, deploy
+from tests.retirement_support import Deployment, deploy, rotated_twice
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
@@ -21,13 +21,6 @@ def deployment(
     iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> Deployment:
     return deploy(iam_client, iam_user, ses_smtp, monkeypatch)
-
-
-def rotate_twice(deployment: Deployment) -> tuple[str, str]:
-    deployment.rotate()
-    old = deployment.current_key()
-    deployment.rotate()
-    return old, deployment.current_key()
 
 
 @pytest.mark.parametrize(
@@ -48,7 +41,7 @@ def test_finish_secret_applies_only_the_immediate_policies(
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    old, new = rotate_twice(deployment)
+    old, new = rotated_twice(deployment)
     expected = {new: "Active"} | ({old: after_finish} if after_finish else {})
     assert deployment.keys() == expected
 
@@ -57,7 +50,7 @@ def test_a_key_stopped_at_finish_is_deleted_by_the_retirement_function_after_the
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREVIOUS_KEY_ACTIVE_HOURS", "0")
-    old, new = rotate_twice(deployment)
+    old, new = rotated_twice(deployment)
     deployment.key_used(old)  # a consumer with a cached secret tried it; the immediate policy ignores that
     deployment.time_passes(timedelta(days=6))
     assert deployment.retire()["deleted"] == []

@@ -17,7 +17,7 @@ from mypy_boto3_iam import IAMClient
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RetirementError
-from tests.retirement_support import Deployment, deploy
+from tests.retirement_support import Deployment, deploy, rotated_twice
 from tests.support import Crash, current, failing_call, invoke, secrets_client, smtp_login_code, stages
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
@@ -31,14 +31,6 @@ def deployment(
     iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Deployment]:
     yield deploy(iam_client, iam_user, ses_smtp, monkeypatch)
-
-
-def rotated_twice(deployment: Deployment) -> tuple[str, str]:
-    """Two rotations: returns (previous key, current key)."""
-    deployment.rotate()
-    old = deployment.current_key()
-    deployment.rotate()
-    return old, deployment.current_key()
 
 
 def test_after_a_rotation_the_previous_key_is_active_through_the_grace_period_then_inactive_then_deleted(

@@ -566,10 +566,10 @@ def template_file(configuration: Configuration, tmp_path_factory: pytest.TempPat
     return path
 
 
-def test_cfn_lint_reports_no_error_and_no_warning(template_file: Path) -> None:
-    # No rule is disabled; there is no .cfnlintrc.
-    result = subprocess.run(
-        [tool("cfn-lint"), "--format", "parseable", "--", str(template_file)],
+def run_tool(*command: str) -> subprocess.CompletedProcess[str]:
+    """One of the linters, offline, from the repository root."""
+    return subprocess.run(
+        [tool(command[0]), *command[1:]],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -577,43 +577,32 @@ def test_cfn_lint_reports_no_error_and_no_warning(template_file: Path) -> None:
         timeout=300,
         check=False,
     )
+
+
+def cfn_lint(template: Path) -> subprocess.CompletedProcess[str]:
+    # No rule is disabled; there is no .cfnlintrc.
+    return run_tool("cfn-lint", "--format", "parseable", "--", str(template))
+
+
+def sam_validate(template: Path) -> subprocess.CompletedProcess[str]:
+    return run_tool("sam", "validate", "--lint", "--template-file", str(template))
+
+
+def test_cfn_lint_reports_no_error_and_no_warning(template_file: Path) -> None:
+    result = cfn_lint(template_file)
     assert (result.returncode, result.stdout.strip()) == (0, ""), result.stdout + result.stderr
 
 
 def test_sam_validate_lint_passes_offline(template_file: Path) -> None:
-    result = subprocess.run(
-        [tool("sam"), "validate", "--lint", "--template-file", str(template_file)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=tool_env(),
-        timeout=300,
-        check=False,
-    )
+    result = sam_validate(template_file)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout
 
 
 def test_user_template_lints_clean_on_its_own() -> None:
-    lint = subprocess.run(
-        [tool("cfn-lint"), "--format", "parseable", "--", str(USER_TEMPLATE)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=tool_env(),
-        timeout=300,
-        check=False,
-    )
+    lint = cfn_lint(USER_TEMPLATE)
     assert (lint.returncode, lint.stdout.strip()) == (0, ""), lint.stdout + lint.stderr
-    validate = subprocess.run(
-        [tool("sam"), "validate", "--lint", "--template-file", str(USER_TEMPLATE)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=tool_env(),
-        timeout=300,
-        check=False,
-    )
+    validate = sam_validate(USER_TEMPLATE)
     assert validate.returncode == 0, validate.stdout + validate.stderr
 
 
