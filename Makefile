@@ -33,6 +33,7 @@ demo-setup: $(VENV)/.demo-installed
 setup: $(VENV)/.dev-installed
 
 $(NODE_RECIPE)/node_modules/.package-lock.json: $(NODE_RECIPE)/package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js and npm (the Node recipe is tested with the real nodemailer): install them, then run make test again" >&2; exit 2; }
 	npm ci --prefix $(NODE_RECIPE) --no-audit --no-fund --loglevel=error
 
 node-deps: $(NODE_RECIPE)/node_modules/.package-lock.json

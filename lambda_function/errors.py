@@ -5,6 +5,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 )
+# Secrets Manager's own codes when the secret's KMS key cannot be used (the KMS* codes come from
+# services that call KMS directly).
+KMS_CODES = frozenset({"DecryptionFailure", "EncryptionFailure"})
 _ADVICE = {
     "AccessDenied": "the function's role (or the secret's resource policy, or the KMS key policy) does not allow "
     "it: compare the role's policies with the template; a new role takes seconds to reach IAM everywhere.",
@@ -32,7 +35,7 @@ def explain_aws_error(error: ClientError | BotoCoreError) -> tuple[str, str]:
             kind = "Throttling"
         elif "AccessDenied" in code or code == "UnauthorizedOperation":
             kind = "AccessDenied"
-        elif code.startswith("KMS") or "KMS" in message:
+        elif code in KMS_CODES or code.startswith("KMS") or "KMS" in message:
             kind = "KMS"
         else:
             kind = ""

@@ -268,7 +268,8 @@ def test_json_output(account: str, capsys: pytest.CaptureFixture[str]) -> None:
         "delete_inline_policy",
         "remove_console_tag",
     ]
-    assert f"AdoptedSmtpUserNames={USER}" in report["next"]
+    assert f"AdoptedSmtpUserNames=<names already listed>,{USER}" in report["next"]
+    assert "SendingGroupExists included, as the deployment has it" in report["next"]
 
 
 def test_a_managed_sending_policy_that_does_not_allow_sending_is_refused(
@@ -282,3 +283,35 @@ def test_a_managed_sending_policy_that_does_not_allow_sending_is_refused(
     assert (status, changes(calls)) == (1, [])
     assert snapshot(account, USER) == before
     assert f"policy/{SENDING_POLICY} exists but does not allow ses:SendRawEmail" in capsys.readouterr().err
+
+
+def test_a_group_that_grants_sending_only_from_one_address_is_refused_unless_allowed(
+    account: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iam = boto3.client("iam")
+    scoped = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "ses:SendRawEmail",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"ses:FromAddress": "billing@example.com"}},
+            }
+        ],
+    }
+    iam.create_group(GroupName="billing-senders")
+    iam.put_group_policy(GroupName="billing-senders", PolicyName="from-billing", PolicyDocument=json.dumps(scoped))
+    console_user()
+    before = snapshot(account, USER)
+
+    status, calls = adopt(USER, "--group", "billing-senders", "--apply")
+
+    assert (status, changes(calls)) == (1, [])
+    assert snapshot(account, USER) == before
+    err = capsys.readouterr().err
+    assert "would narrow what" in err and "--allow-narrower" in err
+
+    status, calls = adopt(USER, "--group", "billing-senders", "--apply", "--allow-narrower")
+    assert (status, changes(calls)) == (0, ["AddUserToGroup", "DeleteUserPolicy", "UntagUser"])
+    assert iam.list_user_policies(UserName=USER)["PolicyNames"] == []

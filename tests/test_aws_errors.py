@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
+import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from infra.lambda_invoke import LocalContext
 from infra.rotation_driver import begin_rotation, step_event
@@ -74,3 +76,62 @@ def test_throttling_is_retried_until_the_invocation_runs_short_then_named(
     assert "What to do: AWS kept throttling" in line["reason"]
     assert len(answered) > 5  # retried with backoff, not given up after botocore's default few
     assert 2.0 < elapsed < timeout  # kept trying while there was time, and stopped before Lambda would
+
+
+DECRYPTION_FAILURE = json.dumps(
+    {
+        "__type": "DecryptionFailure",
+        "Message": "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
+    }
+)
+
+
+def test_a_kms_key_secrets_manager_cannot_use_is_named_with_what_to_do(
+    iam_user: str, ses_smtp: SesSmtpStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    arn = create_secret({"iam_user_name": iam_user}, ses_smtp)
+    token = begin_rotation(secrets_client(), arn)
+    with (
+        aws_answers("before-send.secrets-manager.GetSecretValue", 400, DECRYPTION_FAILURE),
+        pytest.raises(ClientError),
+    ):
+        lambda_handler(step_event("createSecret", arn, token, None), LocalContext.with_timeout(60))
+
+    (line,) = failure_lines(caplog)
+    assert line["error"] == "DecryptionFailure"
+    assert "GetSecretValue failed with DecryptionFailure" in line["reason"]
+    assert "What to do: the secret's KMS key cannot be used" in line["reason"]
+
+
+def test_an_unreachable_aws_api_is_retried_then_named_as_a_network_error(
+    iam_user: str, ses_smtp: SesSmtpStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    arn = create_secret({"iam_user_name": iam_user}, ses_smtp)
+    token = begin_rotation(secrets_client(), arn)
+    attempts: list[int] = []
+
+    def unreachable(request: Any, **_: Any) -> None:
+        attempts.append(1)
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    boto3.setup_default_session()
+    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
+    events.register("before-send.iam.ListAccessKeys", unreachable)
+    try:
+        with pytest.raises(EndpointConnectionError):
+            lambda_handler(
+                step_event("createSecret", arn, token, None),
+                LocalContext.with_timeout(LAMBDA_MARGIN_SECONDS + 2),
+            )
+    finally:
+        events.unregister("before-send.iam.ListAccessKeys", unreachable)
+
+    (line,) = failure_lines(caplog)
+    assert line["error"] == "EndpointConnectionError"
+    assert "What to do: AWS could not be reached" in line["reason"]
+    assert len(attempts) > 1  # a connection error is retried while the invocation has time
+    assert iam_client_keys(iam_user) == []  # nothing was created
+
+
+def iam_client_keys(user: str) -> list[str]:
+    return [k["AccessKeyId"] for k in boto3.client("iam").list_access_keys(UserName=user)["AccessKeyMetadata"]]

@@ -51,3 +51,28 @@ def test_a_rotation_makes_at_most_the_iam_calls_promised(
     # The steady state really freed a slot (so the count covers the delete) and created a key.
     assert steady["DeleteAccessKey"] == 1 and steady["CreateAccessKey"] == 1
     assert len(keys_of(iam_client, iam_user)) == 2
+
+
+@pytest.mark.parametrize(
+    ("active_hours", "inactive_days", "budget"),
+    [("0", "7", 6), ("0", "0", 5)],
+    ids=["deactivate-in-finish", "delete-in-finish"],
+)
+def test_an_immediate_policy_adds_only_the_calls_the_readme_states(
+    iam_client: IAMClient,
+    iam_user: str,
+    ses_smtp: SesSmtpStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    active_hours: str,
+    inactive_days: str,
+    budget: int,
+) -> None:
+    monkeypatch.setenv("PREVIOUS_KEY_ACTIVE_HOURS", active_hours)
+    monkeypatch.setenv("PREVIOUS_KEY_INACTIVE_DAYS", inactive_days)
+    arn = create_secret({"iam_user_name": iam_user}, ses_smtp)
+    rotate(arn)
+    rotate(arn)
+    with counting_iam_calls() as steady:
+        rotate(arn)
+
+    assert sum(steady.values()) <= budget, steady

@@ -50,6 +50,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("user", help="the IAM user to adopt")
     parser.add_argument("--apply", action="store_true", help="make the changes (default: only show the plan)")
     parser.add_argument("--group", default=SENDING_GROUP, help=f"the sending group (default {SENDING_GROUP})")
+    parser.add_argument(
+        "--allow-narrower",
+        action="store_true",
+        help="delete the inline policy even when the group grants sending only for some identities or conditions",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run)
 
@@ -154,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     iam = boto3.client("iam")
     try:
         state = read_state(iam, args.user, args.group)
-        plan = plan_adoption(state)
+        plan = plan_adoption(state, allow_narrower=args.allow_narrower)
     except AdoptionRefused as refusal:
         print(f"adopt: {refusal}", file=sys.stderr)
         return EXIT_REFUSED

@@ -36,6 +36,7 @@ class PolicyFacts:
     kind: str  # "managed" (attached) or "inline"
     grants_sending: bool
     only_ses: bool  # deleting it takes away nothing but SES actions
+    grants_everywhere: bool = True  # ses:SendRawEmail on "*" with no condition
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ class AdoptionState:
     inline_policies: tuple[PolicyFacts, ...]  # the user's inline policies
     console_tag: bool
     keys: tuple[KeyFacts, ...]  # for the pre-flight report
+    sending_policy_everywhere: bool = True  # AmazonSesSendingAccess grants it on "*", unconditionally
+
+    @property
+    def group_grants_everywhere(self) -> bool:
+        """Whether the group, once the plan is applied, lets its members send from every identity."""
+        if self.group_grants_sending:
+            return any(p.grants_sending and p.grants_everywhere for p in self.group_policies)
+        return self.sending_policy_everywhere
 
     @property
     def group_grants_sending(self) -> bool:
@@ -113,8 +122,12 @@ def _group_steps(state: AdoptionState) -> list[Step]:
     return steps
 
 
-def plan_adoption(state: AdoptionState) -> Plan:
-    """The steps that take `state` to the end state of seed 000, in its order."""
+def plan_adoption(state: AdoptionState, *, allow_narrower: bool = False) -> Plan:
+    """The steps that take `state` to the end state of seed 000, in its order.
+
+    Refused when the group grants sending only for some identities or under a condition while an
+    inline policy to be deleted grants it for all: the user would silently lose sending rights,
+    unless the operator says that is the point (`allow_narrower`)."""
     if not state.user_exists:
         raise AdoptionRefused(
             f"IAM user {state.user} does not exist; check the name (ses-smtp-rotation audit lists the SMTP users)."
@@ -134,6 +147,14 @@ def plan_adoption(state: AdoptionState) -> Plan:
                 f"Inline policy {policy.name} also grants more than SES actions: kept. Remove its "
                 "ses:SendRawEmail statement by hand once the user is in the group."
             )
+    broader = [p.name for p in deletable if p.grants_everywhere]
+    if broader and not state.group_grants_everywhere and not allow_narrower:
+        raise AdoptionRefused(
+            f"Group {state.group} allows ses:SendRawEmail only for some resources or under a condition, while "
+            f"{state.user}'s inline policy {', '.join(broader)} allows it from every identity: deleting it would "
+            f'narrow what {state.user} may send. Name a group that grants it on "*" with --group, or run '
+            "again with --allow-narrower if that narrowing is what you want."
+        )
     if deletable:
         steps.append(
             Step(
@@ -155,7 +176,7 @@ def join_instructions(user: str) -> str:
     """How the adopted user joins a deployment: its name added to AdoptedSmtpUserNames."""
     return (
         f"To rotate its key, add {user} to the deployment's AdoptedSmtpUserNames and deploy again, e.g. "
-        f"sam deploy --parameter-overrides AdoptedSmtpUserNames={user} SendingGroupExists=true "
-        f"(keep the names already listed; the user keeps at most one access key; see the README, "
-        f"'Adopting an existing user')."
+        f"sam deploy --parameter-overrides AdoptedSmtpUserNames=<names already listed>,{user} "
+        f"(keep every other parameter, SendingGroupExists included, as the deployment has it; the user keeps "
+        f"at most one access key; see the README, 'Adopting an existing user')."
     )

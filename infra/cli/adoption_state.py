@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from infra.cli.adoption import AdoptionState, PolicyFacts
 from infra.cli.audit_state import has_console_tag, key_facts
-from infra.cli.sending_policy import SENDING_POLICY, as_document, grants_sending, only_ses
+from infra.cli.sending_policy import SENDING_POLICY, as_document, grants_sending, grants_sending_everywhere, only_ses
 from lambda_function.errors import aws_error_code
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _facts(name: str, kind: str, document: str | Mapping[str, Any]) -> PolicyFacts:
-    return PolicyFacts(name, kind, grants_sending(document), only_ses(document))
+    return PolicyFacts(name, kind, grants_sending(document), only_ses(document), grants_sending_everywhere(document))
 
 
 def _missing(error: ClientError) -> bool:
@@ -93,6 +93,7 @@ def read_state(iam: IAMClient, user: str, group: str) -> AdoptionState:
         sending_policy_arn=policy_arn,
         sending_policy_exists=policy_document is not None,
         sending_policy_grants=policy_document is not None and grants_sending(policy_document),
+        sending_policy_everywhere=policy_document is None or grants_sending_everywhere(policy_document),
         group=group,
         group_exists=exists,
         group_members=members,

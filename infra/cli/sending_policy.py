@@ -72,6 +72,28 @@ def grants_sending(document: str | Mapping[str, Any]) -> bool:
     return allowed and not denied
 
 
+def grants_sending_everywhere(document: str | Mapping[str, Any]) -> bool:
+    """Whether the document allows ``ses:SendRawEmail`` on every resource (``"*"``) with no condition,
+    as the console's inline policy and ``AmazonSesSendingAccess`` do, and does not deny it.
+
+    >>> grants_sending_everywhere(SENDING_POLICY_DOCUMENT)
+    True
+    >>> grants_sending_everywhere({"Statement": [{"Effect": "Allow", "Action": "ses:SendRawEmail",
+    ...     "Resource": "*", "Condition": {"StringEquals": {"ses:FromAddress": "app@example.com"}}}]})
+    False
+    """
+    statements = list(_statements(as_document(document)))
+    everywhere = any(
+        s.get("Effect") == "Allow"
+        and _covers(s, SEND_ACTION)
+        and "*" in _patterns(s.get("Resource"))
+        and "NotResource" not in s
+        and not s.get("Condition")
+        for s in statements
+    )
+    return everywhere and grants_sending(document)
+
+
 def only_ses(document: str | Mapping[str, Any]) -> bool:
     """Whether every statement only allows SES actions: deleting it takes away nothing else."""
     statements = list(_statements(as_document(document)))
