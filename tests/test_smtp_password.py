@@ -52,9 +52,11 @@ def test_region_without_smtp_endpoint_is_refused(region: str) -> None:
         smtp_password(EXAMPLE_SECRET, region)
 
 
-def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, stdin: str = "", module: str = "lambda_function.smtp_password"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lambda_function.smtp_password", *args],
+        [sys.executable, "-m", module, *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -88,3 +90,13 @@ def test_cli_rejects_an_empty_secret_on_stdin() -> None:
     assert result.returncode != 0
     assert result.stdout == ""
     assert "empty" in result.stderr
+
+
+def test_the_operator_command_line_has_every_subcommand_and_the_same_password() -> None:
+    result = _cli("password", "-", "us-west-2", stdin=EXAMPLE_SECRET + "\n", module="infra.cli")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == calculate_key(EXAMPLE_SECRET, "us-west-2")
+    usage = _cli("--help", module="infra.cli")
+    assert usage.returncode == 0
+    listed = [line.split()[0] for line in usage.stdout.splitlines() if line[:4] == "    " and line[4] != " "]
+    assert listed == ["password", "audit", "adopt", "rollback"]

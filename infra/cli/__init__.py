@@ -25,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"infra.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"infra.cli.{name}":
-                raise
-            continue  # not built yet
-        module.register(subparsers)
+        importlib.import_module(f"infra.cli.{name}").register(subparsers)
     return parser
 
 
