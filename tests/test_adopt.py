@@ -8,8 +8,10 @@ deliberately simple evaluator of our own, not the code under test.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +27,7 @@ from tests.account import separate_account
 USER = "ses-smtp-user.20190520-101010"  # the console's naming
 SEED_ORDER = ["CreatePolicy", "CreateGroup", "AttachGroupPolicy", "AddUserToGroup", "DeleteUserPolicy", "UntagUser"]
 READ_ONLY = ("Get", "List")
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("moto_server")
 
@@ -315,3 +318,22 @@ def test_a_group_that_grants_sending_only_from_one_address_is_refused_unless_all
     status, calls = adopt(USER, "--group", "billing-senders", "--apply", "--allow-narrower")
     assert (status, changes(calls)) == (0, ["AddUserToGroup", "DeleteUserPolicy", "UntagUser"])
     assert iam.list_user_policies(UserName=USER)["PolicyNames"] == []
+
+
+def readme_adopt_permissions() -> tuple[set[str], set[str]]:
+    """The IAM actions the README lists for adopt: (to plan, to apply as well)."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"^- IAM permissions: to plan, (.*?); to apply, also (.*?)\.\n", text, re.M | re.S)
+    assert found is not None, "README.md lists no IAM permissions for adopt"
+    plan, apply = (set(re.findall(r"`(iam:\w+)`", part)) for part in found.groups())
+    return plan, apply
+
+
+def test_the_readme_lists_every_iam_call_adopt_makes(account: str) -> None:
+    console_user()
+    plan, apply = readme_adopt_permissions()
+    _, planning = adopt(USER)
+    _, applying = adopt(USER, "--apply")
+    assert {f"iam:{c}" for c in planning} <= plan
+    assert {f"iam:{c}" for c in applying} <= plan | apply
+    assert {f"iam:{c}" for c in changes(applying)} == apply  # this path makes every change the README lists

@@ -33,6 +33,7 @@ from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.smtp_password import derive_password
 from tests.account import backdate_key, backdate_version, separate_account
 from tests.conftest import REGION
+from tests.recipes.readme import recipe
 from tests.support import create_secret, current, invoke, rotate
 
 
@@ -262,3 +263,28 @@ def test_table_names_every_user_and_finding(seeded: Seeded, capsys: pytest.Captu
     for _, code, _ in EXPECTED_FINDINGS:
         assert code in table
     assert "app-deployer" not in table
+
+
+def test_the_readme_policy_allows_exactly_the_calls_audit_makes(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    called: set[str] = set()
+
+    def record(model: Any, **_: Any) -> None:
+        called.add(f"{model.service_model.signing_name}:{model.name}")
+
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-call", record)
+    try:
+        run_audit(capsys)
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("before-call", record)
+
+    policy = json.loads(recipe("audit-policy"))
+    granted = {
+        action
+        for statement in policy["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    assert called == granted  # nothing it calls is missing, nothing granted goes unused
