@@ -2,13 +2,21 @@
 
 Within the rollback window the previous key still exists (Inactive after its grace period). The
 command then reactivates it if needed and moves AWSCURRENT back to its version; Secrets Manager
-moves AWSPREVIOUS onto the version rolled away from. It refuses, changing nothing and exiting 1,
-when that is not safe: the previous key was deleted (rotate instead), a rotation is in progress,
-or the previous version names no key or another IAM user.
+moves AWSPREVIOUS onto the version rolled away from.
 
-Steps, each safe to repeat after a failure: reactivate the key; remove a stale AWSPENDING label
-from the current version (it would block the next rotation once that version is not current);
-move AWSCURRENT. Running the command again after it succeeded rolls forward again.
+The deployment, not the secret, decides whose key this may touch and where the restored version
+may send: the secret's rotation function states the bound IAM user and the allowed SMTP hosts
+(``rollback_binding``). It refuses, changing nothing and exiting 1, when that is not safe: the
+secret has no rotation function or is not bound to a user; AWSCURRENT or AWSPREVIOUS names another
+IAM user; AWSPREVIOUS names no key, a deleted key, or an endpoint the deployment does not allow; a
+rotation is in progress; or the secret already looks rolled back (AWSPREVIOUS's key is newer than
+AWSCURRENT's).
+
+Steps: reactivate the key; remove a stale AWSPENDING label from the current version (it would
+block the next rotation once that version is not current); move AWSCURRENT. Safe to repeat: run
+again after a failure, it finishes what is left; run again after it succeeded (or after its answer
+was lost once the label moved), it refuses, because the key AWSPREVIOUS then names is newer than
+AWSCURRENT's, and moving forward again is a rotation's job, not a rollback's.
 
 After a rollback the retirement function treats the key rolled away from as a previous key whose
 grace period is over: it is deactivated at the next hourly run unless still in use.
@@ -24,12 +32,16 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from infra.cli.rollback_binding import Binding, deployment_binding
 from lambda_function.access_keys import AccessKeys
 from lambda_function.errors import InvalidSecretError, RollbackRefusedError
-from lambda_function.secret_versions import CURRENT, PENDING, PREVIOUS, SecretVersions
+from lambda_function.secret_document import SecretDocument
+from lambda_function.secret_versions import CURRENT, PENDING, PREVIOUS, SecretState, SecretVersions
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
 @dataclass(frozen=True)
@@ -39,20 +51,12 @@ class Rollback:
     secret: str
     from_version: str | None
     to_version: str | None
-    user: str | None
+    user: str | None  # the IAM user the deployment binds the secret to
     key_id: str | None
     key_status_before: str | None  # "Active", "Inactive", or None when the key is gone
     reactivated: bool = False
     removed_stale_pending: bool = False
-
-
-def _document(secrets: SecretVersions, label: str, version_id: str) -> dict[str, Any]:
-    text = secrets.value(label, version_id)
-    try:
-        document = json.loads(text) if text else None
-    except ValueError:
-        document = None
-    return document if isinstance(document, dict) else {}
+    rotation_function: str | None = None  # whose environment states the binding
 
 
 class Refused(RollbackRefusedError):
@@ -63,14 +67,17 @@ class Refused(RollbackRefusedError):
         self.found = found
 
 
-def plan(secrets: SecretVersions, iam: IAMClient) -> tuple[Rollback, AccessKeys]:
-    """Check that a rollback is safe; raise Refused (nothing changed) otherwise."""
+def _json_object(text: str | None) -> dict[str, Any]:
     try:
-        state = secrets.describe()
-    except InvalidSecretError as error:
-        raise Refused(str(error), Rollback(secrets.secret_id, None, None, None, None, None)) from None
-    current, previous = state.version_with(CURRENT), state.version_with(PREVIOUS)
-    found = Rollback(state.arn, current, previous, None, None, None)
+        document = json.loads(text) if text else None
+    except ValueError:
+        document = None
+    return document if isinstance(document, dict) else {}
+
+
+def _check_stages(state: SecretState, found: Rollback) -> tuple[str, str]:
+    """(AWSCURRENT's version, AWSPREVIOUS's version), when there is one of each and no rotation runs."""
+    current, previous = found.from_version, found.to_version
     if current is None or previous is None:
         missing = "AWSCURRENT" if current is None else "AWSPREVIOUS"
         raise Refused(f"Secret {state.arn} has no {missing} version: there is nothing to roll back to.", found)
@@ -81,39 +88,101 @@ def plan(secrets: SecretVersions, iam: IAMClient) -> tuple[Rollback, AccessKeys]
             "it (README: Runbook), then roll back.",
             found,
         )
-    old = _document(secrets, PREVIOUS, previous)
-    now = _document(secrets, CURRENT, current)
-    key_id, user = old.get("username"), old.get("iam_user_name")
-    if not isinstance(key_id, str) or not isinstance(user, str):
+    return current, previous
+
+
+def _document_to_restore(
+    secrets: SecretVersions, state: SecretState, binding: Binding, found: Rollback
+) -> tuple[SecretDocument, str]:
+    """AWSPREVIOUS's document and the key it names, if it names the bound user and an allowed endpoint."""
+    previous = found.to_version
+    region = state.arn.split(":")[3] if state.arn.count(":") >= 3 else ""
+    try:
+        old = SecretDocument.parse(secrets.value(PREVIOUS, previous), region, PREVIOUS)
+    except InvalidSecretError as error:
+        raise Refused(f"The AWSPREVIOUS version {previous} of {state.arn} cannot be restored: {error}", found) from None
+    if old.iam_user_name != binding.user:
+        raise Refused(
+            f"Secret {state.arn} is bound to IAM user {binding.user} by its deployment ({binding.function_arn}), but "
+            f"its AWSPREVIOUS version {previous} names IAM user {old.iam_user_name}; refused, nothing changed. "
+            "Someone who can write the secret wrote that version: find who in CloudTrail (PutSecretValue).",
+            found,
+        )
+    if old.username is None:
         raise Refused(
             f"The AWSPREVIOUS version {previous} of {state.arn} names no access key (it is the deployer's "
             "bootstrap value, or not a rotated version): there is nothing to roll back to.",
             found,
         )
-    found = replace(found, user=user, key_id=key_id)
-    if now.get("iam_user_name") not in (None, user):
+    try:
+        old.check_endpoint(binding.settings.smtp_allowed_hosts)
+    except InvalidSecretError as error:
         raise Refused(
-            f"The AWSPREVIOUS version {previous} names IAM user {user}, but AWSCURRENT names "
-            f"{now.get('iam_user_name')}; roll back by hand if that is really intended.",
+            f"The AWSPREVIOUS version {previous} of {state.arn} is not restored: its endpoint is not one the "
+            f"deployment ({binding.function_arn}) allows. {error}",
+            found,
+        ) from None
+    return old, old.username
+
+
+def plan(
+    secrets: SecretVersions, iam: IAMClient, functions: LambdaClient, secretsmanager: SecretsManagerClient
+) -> tuple[Rollback, AccessKeys]:
+    """Check that a rollback is safe; raise Refused (nothing changed) otherwise. Reads only."""
+    try:
+        state = secrets.describe()
+    except InvalidSecretError as error:
+        raise Refused(str(error), Rollback(secrets.secret_id, None, None, None, None, None)) from None
+    found = Rollback(state.arn, state.version_with(CURRENT), state.version_with(PREVIOUS), None, None, None)
+    try:
+        binding = deployment_binding(secretsmanager, functions, state.arn, state.name)
+    except RollbackRefusedError as error:
+        raise Refused(str(error), found) from None
+    found = replace(found, user=binding.user, rotation_function=binding.function_arn)
+    current, previous = _check_stages(state, found)
+
+    now = _json_object(secrets.value(CURRENT, current))
+    named = now.get("iam_user_name")
+    if named is not None and (not isinstance(named, str) or named.strip() != binding.user):
+        raise Refused(
+            f"Secret {state.arn} is bound to IAM user {binding.user} by its deployment ({binding.function_arn}), but "
+            f"its AWSCURRENT version {current} names IAM user {named}; refused, nothing changed. Set iam_user_name "
+            f"back to {binding.user} first (find who changed it in CloudTrail: PutSecretValue).",
             found,
         )
-    keys = AccessKeys(iam, user)
+    _old, key_id = _document_to_restore(secrets, state, binding, found)
+    found = replace(found, key_id=key_id)
+
+    keys = AccessKeys(iam, binding.user)
     try:
-        key = keys.get(key_id)  # ListAccessKeys: NoSuchEntity when the user is gone
+        listed = {key.access_key_id: key for key in keys.list()}  # NoSuchEntity when the user is gone
     except InvalidSecretError:
-        raise Refused(f"IAM user {user} no longer exists; rotate {state.arn} instead.", found) from None
+        raise Refused(f"IAM user {binding.user} no longer exists; rotate {state.arn} instead.", found) from None
+    key = listed.get(key_id)
     if key is None:
         raise Refused(
             f"Access key {key_id} of AWSPREVIOUS version {previous} was deleted (the rollback window is over); "
             f"nothing was changed. Rotate {state.arn} to get a new key instead.",
             found,
         )
-    return replace(found, key_status_before=key.status), keys
+    found = replace(found, key_status_before=key.status)
+    current_key = listed.get(now.get("username")) if isinstance(now.get("username"), str) else None
+    if current_key is not None and key.created > current_key.created:
+        raise Refused(
+            f"Secret {state.arn} already looks rolled back: AWSPREVIOUS names access key {key_id}, created "
+            f"{key.created.isoformat()}, newer than AWSCURRENT's {current_key.access_key_id}, created "
+            f"{current_key.created.isoformat()}. Nothing was changed. Moving forward to a newer key is a rotation: "
+            f"aws secretsmanager rotate-secret --secret-id {state.arn}",
+            found,
+        )
+    return found, keys
 
 
-def rollback(secrets: SecretVersions, iam: IAMClient) -> Rollback:
+def rollback(
+    secrets: SecretVersions, iam: IAMClient, functions: LambdaClient, secretsmanager: SecretsManagerClient
+) -> Rollback:
     """Reactivate the previous key if needed and move AWSCURRENT back to its version."""
-    found, keys = plan(secrets, iam)
+    found, keys = plan(secrets, iam, functions, secretsmanager)
     assert found.key_id is not None and found.to_version is not None and found.from_version is not None
     reactivated = found.key_status_before != "Active"
     if reactivated and not keys.activate(found.key_id):
@@ -130,7 +199,8 @@ def _print_table(result: Rollback, refused: str | None) -> None:
         ("secret", result.secret),
         ("AWSCURRENT was", result.from_version or "-"),
         ("rolled back to", result.to_version or "-"),
-        ("IAM user", result.user or "-"),
+        ("rotation function", result.rotation_function or "-"),
+        ("IAM user (bound)", result.user or "-"),
         ("access key", result.key_id or "-"),
         ("key status before", result.key_status_before or "deleted"),
     ]
@@ -147,11 +217,11 @@ def _print_table(result: Rollback, refused: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    secrets = SecretVersions(boto3.client("secretsmanager"), args.secret_id)
-    iam = boto3.client("iam")
+    secretsmanager = boto3.client("secretsmanager")
+    secrets = SecretVersions(secretsmanager, args.secret_id)
     refused: str | None = None
     try:
-        result = rollback(secrets, iam)
+        result = rollback(secrets, boto3.client("iam"), boto3.client("lambda"), secretsmanager)
     except Refused as error:
         refused, result = str(error), error.found
     if args.json:
@@ -169,8 +239,11 @@ def register(subparsers: Any) -> None:
         help="move AWSCURRENT back to the previous version while its key still exists",
         description=(
             "Move AWSCURRENT back to the AWSPREVIOUS version while its access key still exists, reactivating "
-            "the key if it is Inactive. Refuses, changing nothing (exit 1), once the key is deleted or while a "
-            "rotation is in progress. Works against moto with AWS_ENDPOINT_URL."
+            "the key if it is Inactive. Only the IAM user the secret's rotation function binds it to is touched, "
+            "and only a version naming that user and an endpoint the deployment allows is restored. Refuses, "
+            "changing nothing (exit 1), once the key is deleted, while a rotation is in progress, when a version "
+            "names another user or endpoint, or when the secret already looks rolled back. Works against moto "
+            "with AWS_ENDPOINT_URL."
         ),
     )
     parser.add_argument("--secret-id", required=True, help="the secret's name or ARN")
