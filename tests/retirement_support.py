@@ -107,9 +107,10 @@ ROTATION_FUNCTION_SETTINGS = (
 
 def create_rotation_function(iam: IAMClient, name: str, environment: Mapping[str, str]) -> str:
     """A Lambda function `name` in moto with `environment` and a stub handler; returns its ARN."""
+    lambda_service = {"Service": "lambda.amazonaws.com"}
     trust = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+        "Statement": [{"Effect": "Allow", "Principal": lambda_service, "Action": "sts:AssumeRole"}],
     }
     role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     code = io.BytesIO()

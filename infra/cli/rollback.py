@@ -166,7 +166,8 @@ def plan(
             found,
         )
     found = replace(found, key_status_before=key.status)
-    current_key = listed.get(now.get("username")) if isinstance(now.get("username"), str) else None
+    current_key_id = now.get("username")
+    current_key = listed.get(current_key_id) if isinstance(current_key_id, str) else None
     if current_key is not None and key.created > current_key.created:
         raise Refused(
             f"Secret {state.arn} already looks rolled back: AWSPREVIOUS names access key {key_id}, created "

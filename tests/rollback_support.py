@@ -1,0 +1,86 @@
+"""What the rollback tests share: the state a rollback starts from (two rotations, the old key
+retired), running the command, and what can happen around it: a writer's PutSecretValue, a
+change to the rotation function's settings, an answer lost after the label moved."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.cli import main
+from tests.retirement_support import Deployment
+from tests.support import Crash, current, secrets_client, stages
+
+H = timedelta(hours=1)
+
+
+def retired_after_rotation(deployment: Deployment) -> tuple[str, str, dict[str, Any]]:
+    """Two rotations, then the grace period passes and the retirement function stops the old key."""
+    deployment.rotate()
+    old_secret = current(deployment.arn)
+    deployment.rotate()
+    new = deployment.current_key()
+    deployment.time_passes(25 * H)
+    deployment.retire()
+    assert deployment.keys() == {old_secret["username"]: "Inactive", new: "Active"}
+    return old_secret["username"], new, old_secret
+
+
+def rollback_in_process(secret_id: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    code = main(["rollback", "--secret-id", secret_id, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def snapshot(deployment: Deployment) -> tuple[dict[str, str], dict[str, list[str]], str]:
+    return deployment.keys(), stages(deployment.arn), json.dumps(current(deployment.arn), sort_keys=True)
+
+
+def write_version(secret_arn: str, document: dict[str, Any]) -> str:
+    """PutSecretValue as a writer of the secret does it (AWSCURRENT moves; AWSPREVIOUS follows)."""
+    return secrets_client().put_secret_value(SecretId=secret_arn, SecretString=json.dumps(document))["VersionId"]
+
+
+def version_with(secret_arn: str, label: str) -> str:
+    return next(v for v, labels in stages(secret_arn).items() if label in labels)
+
+
+@contextmanager
+def answer_lost_after_awscurrent_moves() -> Iterator[None]:
+    """Like tests.support.failing_call, at the UpdateSecretVersionStage that moves AWSCURRENT only:
+    AWS moves the label, then the caller "crashes" before it hears the answer."""
+    update = "secrets-manager.UpdateSecretVersionStage"
+
+    def note(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["moves_awscurrent"] = params.get("VersionStage") == "AWSCURRENT"
+
+    def crash(context: dict[str, Any], **_: Any) -> None:
+        if context.get("moves_awscurrent"):
+            raise Crash(update)
+
+    boto3.setup_default_session()
+    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
+    events.register(f"before-parameter-build.{update}", note)
+    events.register(f"after-call.{update}", crash)
+    try:
+        yield
+    finally:
+        events.unregister(f"before-parameter-build.{update}", note)
+        events.unregister(f"after-call.{update}", crash)
+
+
+def set_function_setting(deployment: Deployment, name: str, value: str | None) -> None:
+    """Change (None: remove) one variable of the rotation function's environment, as a stack update would."""
+    functions = boto3.client("lambda")
+    variables = functions.get_function_configuration(FunctionName=deployment.function_arn)["Environment"]["Variables"]
+    if value is None:
+        variables.pop(name, None)
+    else:
+        variables[name] = value
+    functions.update_function_configuration(FunctionName=deployment.function_arn, Environment={"Variables": variables})
