@@ -16,6 +16,7 @@ import boto3
 from infra.demo_narration import INDENT, say, show_log
 from infra.lambda_invoke import LambdaWorker
 from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
+from infra.local_lambda import register_rotation_function
 from infra.rotation_driver import LOCAL_FUNCTION_ARN
 from infra.ses_smtp import SesSmtpStandIn
 
@@ -250,6 +251,11 @@ def provision(demo: Demo) -> None:
     iam.put_group_policy(GroupName=SENDING_GROUP, PolicyName=SENDING_POLICY, PolicyDocument=json.dumps(policy))
     iam.add_user_to_group(GroupName=SENDING_GROUP, UserName=USER)
     say(f"   IAM user {USER} (no access key yet) in group {SENDING_GROUP} ({SENDING_POLICY}: ses:SendRawEmail)")
+    # Its code runs in the worker above; Lambda holds its settings, where `rollback` reads whose
+    # keys the secret may touch and where it may send.
+    function_name = LOCAL_FUNCTION_ARN.rsplit(":", 1)[1]
+    register_rotation_function(iam, function_name, function_env(demo.options, demo.moto, demo.ses))
+    say(f"   rotation function {function_name}: its settings in Lambda, where operator tools read them")
 
     bootstrap: dict[str, Any] = {
         "iam_user_name": USER,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from moto.core.config import default_user_config
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import AccessKey, AccessKeyLastUsed, IAMBackend, ManagedPolicy, User, iam_backends
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
@@ -107,6 +108,17 @@ def _default_version_follows_awscurrent() -> None:
     SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
 
 
+def _functions_never_run() -> None:
+    """Keep moto's Lambda to configurations: a function there is never run.
+
+    Local rotations drive the steps in-process (``infra.rotation_driver``); a Lambda function in
+    moto only carries the deployment's configuration (operator tools read its environment). moto
+    would otherwise run it in Docker whenever ``RotateSecret`` names it: pulling images where Docker
+    exists, printing errors where it does not. Its Docker-free backend answers invocations at once.
+    """
+    default_user_config.setdefault("lambda", {})["use_docker"] = False
+
+
 class MotoServer:
     """moto's HTTP server on 127.0.0.1, on a random free port (``endpoint_url`` once started)."""
 
@@ -120,6 +132,7 @@ class MotoServer:
             raise RuntimeError("moto is already running")
         _list_real_version_dates()
         _default_version_follows_awscurrent()
+        _functions_never_run()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
         server.start()

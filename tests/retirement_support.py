@@ -6,20 +6,16 @@ function, which finds its secrets by that ARN, sees this test's secret only), an
 with an SQS queue subscribed to read what the retirement function published.
 
 With ``rotation_function=True`` that rotation function also exists in moto's Lambda, configured
-with the environment the template gives it (the settings this test session's handler runs with):
-what operator tools read to learn the deployment's binding (``rollback``). moto stores the
-function without running it; ``RotateSecret`` then tries to invoke it, which without Docker logs
-"error running docker" and changes nothing (the steps are driven in-process, as everywhere).
+with the environment the template gives it (the settings this test's handler runs with): what
+operator tools read to learn the deployment's binding (``rollback``). moto never runs it; the
+steps are driven in-process, as everywhere.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import uuid
-import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +25,7 @@ import pytest
 from mypy_boto3_iam import IAMClient
 
 from infra.lambda_invoke import LocalContext
+from infra.local_lambda import register_rotation_function
 from infra.rotation_driver import STEPS, begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.retire_handler import lambda_handler as retire_handler
@@ -92,41 +89,6 @@ class Deployment:
             assert keys.get(key) == "Active", (key, keys)
 
 
-# The rotation function's settings in template.yaml (RotationFunction's Environment).
-ROTATION_FUNCTION_SETTINGS = (
-    "PREVIOUS_KEY_ACTION",
-    "PREVIOUS_KEY_ACTIVE_HOURS",
-    "PREVIOUS_KEY_INACTIVE_DAYS",
-    "SMTP_ALLOWED_HOSTS",
-    "SMTP_SECRET_BINDINGS",
-    "SMTP_AUTH_TIMEOUT_SECONDS",
-    "SMTP_CONNECT_TIMEOUT_SECONDS",
-    "SMTP_TEST_SENDER",
-)
-
-
-def create_rotation_function(iam: IAMClient, name: str, environment: Mapping[str, str]) -> str:
-    """A Lambda function `name` in moto with `environment` and a stub handler; returns its ARN."""
-    lambda_service = {"Service": "lambda.amazonaws.com"}
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": lambda_service, "Action": "sts:AssumeRole"}],
-    }
-    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("stub.py", "def handler(event, context):\n    return None\n")
-    function = boto3.client("lambda").create_function(
-        FunctionName=name,
-        Runtime="python3.13",
-        Role=role,
-        Handler="stub.handler",
-        Code={"ZipFile": code.getvalue()},
-        Environment={"Variables": dict(environment)},
-    )
-    return function["FunctionArn"]
-
-
 def deploy(
     iam: IAMClient,
     user: str,
@@ -149,8 +111,7 @@ def deploy(
     for name in ("PREVIOUS_KEY_ACTION", "PREVIOUS_KEY_ACTIVE_HOURS", "PREVIOUS_KEY_INACTIVE_DAYS"):
         monkeypatch.delenv(name, raising=False)
     if rotation_function:
-        environment = {name: os.environ[name] for name in ROTATION_FUNCTION_SETTINGS if name in os.environ}
-        function_arn = create_rotation_function(iam, function_name, environment)
+        function_arn = register_rotation_function(iam, function_name, os.environ)
         monkeypatch.setenv("ROTATION_FUNCTION_ARN", function_arn)
     return Deployment(arn, user, function_arn, topic_arn, queue_url, iam)
 
