@@ -91,10 +91,8 @@ def _check_stages(state: SecretState, found: Rollback) -> tuple[str, str]:
     return current, previous
 
 
-def _document_to_restore(
-    secrets: SecretVersions, state: SecretState, binding: Binding, found: Rollback
-) -> tuple[SecretDocument, str]:
-    """AWSPREVIOUS's document and the key it names, if it names the bound user and an allowed endpoint."""
+def _key_to_restore(secrets: SecretVersions, state: SecretState, binding: Binding, found: Rollback) -> str:
+    """The key AWSPREVIOUS names, if that version names the bound user and an allowed endpoint."""
     previous = found.to_version
     region = state.arn.split(":")[3] if state.arn.count(":") >= 3 else ""
     try:
@@ -122,7 +120,7 @@ def _document_to_restore(
             f"deployment ({binding.function_arn}) allows. {error}",
             found,
         ) from None
-    return old, old.username
+    return old.username
 
 
 def plan(
@@ -150,7 +148,7 @@ def plan(
             f"back to {binding.user} first (find who changed it in CloudTrail: PutSecretValue).",
             found,
         )
-    _old, key_id = _document_to_restore(secrets, state, binding, found)
+    key_id = _key_to_restore(secrets, state, binding, found)
     found = replace(found, key_id=key_id)
 
     keys = AccessKeys(iam, binding.user)
