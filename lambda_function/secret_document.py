@@ -24,10 +24,11 @@ SES_SMTP_PORTS = frozenset({25, 587, 2587, *IMPLICIT_TLS_PORTS})
 # Regions whose SES SMTP endpoint has an email-smtp-fips. form (AWS General Reference, SES endpoints).
 FIPS_REGIONS = frozenset({"us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "us-gov-west-1"})
 # A host of this form is ours to recompute from `region`; any other host must pass `check_endpoint`.
-_DEFAULT_HOST = re.compile(r"^email-smtp\.[a-z0-9-]+\.amazonaws\.com$")
+# Both patterns are used with fullmatch: `$` would also match before a final newline.
+_DEFAULT_HOST = re.compile(r"email-smtp\.[a-z0-9-]+\.amazonaws\.com")
 # An SES SMTP interface VPC endpoint: one DNS label under *.email-smtp.<region>.vpce.amazonaws.com,
 # which is exactly what SES's certificate covers.
-_VPCE_LABEL = re.compile(r"^vpce-[0-9a-z]+-[0-9a-z]+(-[0-9a-z-]+)?$")
+_VPCE_LABEL = re.compile(r"vpce-[0-9a-z]+-[0-9a-z]+(-[0-9a-z-]+)?")
 
 
 def default_host(region: str) -> str:
@@ -43,7 +44,7 @@ def ses_endpoint_of(host: str, region: str) -> bool:
     if host == f"email-smtp-fips.{region}.amazonaws.com":
         return region in FIPS_REGIONS
     label, _, rest = host.partition(".")
-    return rest == f"email-smtp.{region}.vpce.amazonaws.com" and _VPCE_LABEL.match(label) is not None
+    return rest == f"email-smtp.{region}.vpce.amazonaws.com" and _VPCE_LABEL.fullmatch(label) is not None
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class SecretDocument:
         if not isinstance(host, str):
             raise invalid(f"has host {host!r}; expected a host name.")
         host = normalise_host(host)
-        if _DEFAULT_HOST.match(host):
+        if _DEFAULT_HOST.fullmatch(host):
             host = default_host(region)
 
         port = fields.get("port", DEFAULT_PORT)

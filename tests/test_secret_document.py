@@ -118,6 +118,8 @@ def test_ses_endpoints_of_the_region_and_allowed_hosts_pass(region: str, host: s
         ("eu-west-1", "vpce-1-2.email-smtp.us-east-1.vpce.amazonaws.com", 587, "not an SES SMTP endpoint"),
         ("eu-west-1", "x.vpce-1-2.email-smtp.eu-west-1.vpce.amazonaws.com", 587, "not an SES SMTP endpoint"),
         ("eu-west-1", "evil.email-smtp.eu-west-1.vpce.amazonaws.com", 587, "not an SES SMTP endpoint"),
+        # `$` would match before a final newline: the label must be all of it.
+        ("eu-west-1", "vpce-a-b\n.email-smtp.eu-west-1.vpce.amazonaws.com", 587, "not an SES SMTP endpoint"),
         ("eu-west-1", "smtp-relay.corp.example.attacker.example", 587, "not an SES SMTP endpoint"),
         ("eu-west-1", None, 2525, "port 2525 is not an SES SMTP port"),
         ("eu-west-1", None, 443, "port 443 is not an SES SMTP port"),
