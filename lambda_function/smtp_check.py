@@ -8,8 +8,8 @@ until a deadline; configuration problems (DNS, certificates, no STARTTLS or AUTH
 The exchange is bounded as a whole, not per socket read (SPEC §4): each attempt has one hard
 deadline covering name resolution, connect, greeting, TLS and AUTH; reply lines and their number
 are capped, so a server that dribbles or floods cannot hold the step or its memory. A server's
-reply text is never logged or raised: only its code and a fixed reason (and SES's `554` reason
-once anything that could carry the credentials is removed).
+reply text is never logged or raised: only its code and a fixed reason of ours (for SES's known
+`554` reasons, our own copy of that reason and which of our identities it names).
 
     attempts = check_login(SmtpEndpoint("email-smtp.eu-west-1.amazonaws.com", 587, False),
                            "AKIA...", password, deadline=time.monotonic() + 120)
@@ -47,6 +47,15 @@ TRANSIENT_REPLIES = {
     454: "454: temporary authentication failure",
     535: "535: credentials not accepted (yet)",
 }
+# SES's 554 reasons an operator can act on, by how SES's text begins, and the text we show instead
+# (SES Developer Guide, "SMTP response codes returned by Amazon SES", for the first two; the pauses
+# as SES words them in the wild). Anything else is shown as its code alone.
+SES_554_REASONS = (
+    ("Message rejected: Email address is not verified", "Message rejected: Email address is not verified"),
+    ("Access denied", "Access denied: the SMTP user may not send as this identity, see ses:SendRawEmail"),
+    ("Message rejected: Sending paused for this account", "Message rejected: Sending paused for this account"),
+    ("Message rejected: Sending suspended for this account", "Message rejected: Sending suspended for this account"),
+)
 
 
 @dataclass(frozen=True)
@@ -70,15 +79,17 @@ class _Transient(Exception):
     """One attempt failed in a way a later attempt may not. The message is fixed text of ours."""
 
 
-def safe_reason(code: int, text: str, secrets: Iterable[str]) -> str:
-    """A server's reply reduced to what cannot carry credentials: every known secret and every
-    base64-like run (an echoed AUTH string, a password, a key) removed, printable ASCII, capped."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[removed]")
-    text = re.sub(r"[A-Za-z0-9+/=]{16,}", "[removed]", text)
-    text = "".join(c if c.isascii() and c.isprintable() else "?" for c in text)
-    return f"{code} {text[:200]}".rstrip()
+def send_refusal_reason(code: int, lines: Iterable[str], identities: Iterable[str]) -> str:
+    """What we may say about a refused message: for one of SES's known 554 reasons, our copy of it and
+    which of `identities` (addresses of ours: sender, recipient) its text names; else the code alone.
+    An allow-list, not a filter: no text of the server's is ever passed on, however it is cut up."""
+    text = " ".join(lines)
+    for prefix, reason in SES_554_REASONS:
+        if code == 554 and text.lower().startswith(prefix.lower()):
+            words = {w.rstrip(".").lower() for w in re.split(r"[\s,;:<>`'/]+", text)}
+            named = [i for i in dict.fromkeys(identities) if i.lower() in words]
+            return f"554 {reason}" + (f"; identities named: {', '.join(named)}" if named else "")
+    return f"{code}, a reason SES is not known to give (the server's text is not shown)"
 
 
 def _resolve(endpoint: SmtpEndpoint, timeout: float) -> list[str]:
@@ -110,6 +121,7 @@ def _resolve(endpoint: SmtpEndpoint, timeout: float) -> list[str]:
 
 async def _read_reply(reader: asyncio.StreamReader) -> _Reply:
     lines: list[str] = []
+    first = b""  # the code of the reply's first line
     while True:
         try:
             raw = await reader.readuntil(b"\n")
@@ -120,11 +132,17 @@ async def _read_reply(reader: asyncio.StreamReader) -> _Reply:
         except asyncio.IncompleteReadError:
             raise _Transient("connection closed by the server") from None
         code = raw[:3]
-        if len(lines) == MAX_REPLY_LINES or not code.isdigit() or raw[3:4] not in (b" ", b"-", b"\r", b"\n"):
+        if (
+            len(lines) == MAX_REPLY_LINES
+            or not code.isdigit()
+            or raw[3:4] not in (b" ", b"-", b"\r", b"\n")
+            or code != (first or code)  # RFC 5321 §4.2.1: every line of a reply has the same code
+        ):
             raise SmtpConfigurationError(
                 "The SMTP server sent a reply that is not SMTP (or over "
                 f"{MAX_REPLY_LINES} lines): not an SES SMTP endpoint."
             )
+        first = first or code
         lines.append(raw[4:].decode("ascii", "replace").strip())
         if raw[3:4] != b"-":
             return _Reply(int(code), tuple(lines))
@@ -155,10 +173,21 @@ class _Session:
     async def ehlo(self) -> dict[str, set[str]]:
         reply = await self.expect(b"EHLO " + EHLO_NAME.encode(), 250, "EHLO")
         extensions: dict[str, set[str]] = {}
-        for line in reply.lines[1:]:
-            keyword, *params = line.upper().split()
-            extensions[keyword] = set(params)
+        for words in (line.upper().split() for line in reply.lines[1:]):
+            if words:  # an empty or blank line offers nothing
+                extensions[words[0]] = set(words[1:])
         return extensions
+
+
+def _unread_bytes(reader: asyncio.StreamReader) -> int:
+    """How many received bytes `reader` holds that nobody has read yet.
+
+    asyncio has no public call for this. StreamReader keeps them in a bytearray `_buffer` (checked
+    on CPython 3.12 and 3.13, the runtime's version). If that ever changes, fail closed: answer
+    "some", so that STARTTLS is refused, not trusted. (smtplib discards such bytes; we refuse.)
+    """
+    buffer = getattr(reader, "_buffer", None)
+    return len(buffer) if isinstance(buffer, bytearray) else 1
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -203,6 +232,12 @@ async def _exchange(
                 )
             await session.expect(b"STARTTLS", 220, "STARTTLS")
             await session.writer.start_tls(_tls_context(), server_hostname=endpoint.host)
+            if _unread_bytes(session.reader):
+                raise SmtpConfigurationError(
+                    f"{endpoint} sent data after its 220 to STARTTLS, before TLS began: replies injected in "
+                    "plain text would be read as if they came over TLS, so credentials were not sent. Check "
+                    "host and the network path (a proxy or middlebox that rewrites SMTP?)."
+                )
             extensions = await session.ehlo()
         if "PLAIN" not in extensions.get("AUTH", set()):
             raise SmtpConfigurationError(f"{endpoint} offers no AUTH PLAIN after TLS: is it an SES SMTP endpoint?")
@@ -216,14 +251,14 @@ async def _exchange(
         if reply.code != 235:
             raise SmtpConfigurationError(f"{endpoint} answered AUTH with {reply.code}, not 235.")
         if sender is not None:
-            await _send_test_message(session, sender, secrets=(password, auth))
+            await _send_test_message(session, sender)
         with contextlib.suppress(OSError, _Transient):  # proven already: a rude goodbye changes nothing
             await session.command(b"QUIT")
     finally:
         session.writer.close()
 
 
-async def _send_test_message(session: _Session, sender: str, secrets: tuple[str, ...]) -> None:
+async def _send_test_message(session: _Session, sender: str) -> None:
     """MAIL, RCPT, DATA to SES's simulator: only a send proves ses:SendRawEmail and the identity."""
     message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = sender
@@ -232,12 +267,12 @@ async def _send_test_message(session: _Session, sender: str, secrets: tuple[str,
     message.set_content("Sent by the SES SMTP rotation function to prove a new password.\n")
     body = re.sub(rb"(?m)^\.", b"..", message.as_bytes())  # dot-stuffing (RFC 5321 §4.5.2)
     for line, code in ((f"MAIL FROM:<{sender}>".encode(), 250), (f"RCPT TO:<{SIMULATOR_RECIPIENT}>".encode(), 250)):
-        await _expect_for_send(session, line, code, sender, secrets)
-    await _expect_for_send(session, b"DATA", 354, sender, secrets)
-    await _expect_for_send(session, body.rstrip(b"\r\n") + b"\r\n.", 250, sender, secrets)
+        await _expect_for_send(session, line, code, sender)
+    await _expect_for_send(session, b"DATA", 354, sender)
+    await _expect_for_send(session, body.rstrip(b"\r\n") + b"\r\n.", 250, sender)
 
 
-async def _expect_for_send(session: _Session, line: bytes, code: int, sender: str, secrets: tuple[str, ...]) -> None:
+async def _expect_for_send(session: _Session, line: bytes, code: int, sender: str) -> None:
     reply = await session.command(line)
     if reply.code == code:
         return
@@ -245,8 +280,8 @@ async def _expect_for_send(session: _Session, line: bytes, code: int, sender: st
         raise _Transient(f"sending: {TRANSIENT_REPLIES[reply.code]}")
     raise SmtpSendError(
         f"SES accepted the new password but refused the test message from {sender}: "
-        f"{safe_reason(reply.code, ' '.join(reply.lines), secrets)}. Check ses:SendRawEmail and the sender's "
-        "verification."
+        f"{send_refusal_reason(reply.code, reply.lines, (sender, SIMULATOR_RECIPIENT))}. Check ses:SendRawEmail "
+        "and the sender's verification."
     )
 
 

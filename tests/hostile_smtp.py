@@ -2,8 +2,15 @@
 
 - ``echo``: a proper STARTTLS server that refuses AUTH with ``535`` and echoes the whole AUTH
   exchange (the base64 string and what it decodes to) in the reply text.
-- ``echo554``: accepts AUTH, then refuses the test message with a ``554`` that echoes the AUTH
-  exchange too (SES's 554 reason may be kept only once anything secret is removed).
+- ``echo554``: accepts AUTH, then refuses the test message with SES's ``554`` for an unverified
+  sender that also echoes the AUTH exchange: whole, and the password cut into chunks (15 characters
+  apart by spaces, 8 apart by ``-``) that no pattern for "a secret" would recognise; and an
+  identity the function did not send.
+- ``inject``: answers STARTTLS with ``220`` followed, in the same plain-text packet, by what the
+  client would read next (an EHLO reply offering AUTH PLAIN, then ``235``); over TLS it refuses
+  every AUTH with ``535``. A client that keeps the plain-text bytes believes the login worked.
+- ``ehlo``: answers the first (plain-text) EHLO with ``ehlo_reply`` verbatim; otherwise proper,
+  and it accepts AUTH.
 - ``dribble``: sends its greeting one byte every ``interval`` seconds.
 - ``flood``: sends ``220-`` continuation lines for ever.
 
@@ -23,13 +30,20 @@ from typing import Literal
 
 import trustme
 
-Mode = Literal["echo", "echo554", "dribble", "flood"]
+Mode = Literal["echo", "echo554", "dribble", "flood", "inject", "ehlo"]
+INJECTED = b"250-SNUCK-IN\r\n250 AUTH PLAIN\r\n235 Authentication successful.\r\n"
+FOREIGN_IDENTITY = "someone-else@attacker.example"
+
+
+def chunks(text: str, size: int, separator: str) -> str:
+    return separator.join(text[i : i + size] for i in range(0, len(text), size))
 
 
 class HostileSmtpServer:
-    def __init__(self, mode: Mode, ca: trustme.CA, *, interval: float = 0.5) -> None:
+    def __init__(self, mode: Mode, ca: trustme.CA, *, interval: float = 0.5, ehlo_reply: bytes = b"") -> None:
         self.mode = mode
         self.interval = interval
+        self.ehlo_reply = ehlo_reply
         self.connections = 0
         self.auth_lines: list[str] = []
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -81,18 +95,20 @@ class HostileSmtpServer:
         stream: socket.socket | ssl.SSLSocket = connection
         reader = stream.makefile("rb")
         stream.sendall(b"220 email-smtp.amazonaws.com ESMTP SimpleEmailService-hostile\r\n")
-        auth = ""
+        auth = sender = ""
         while not self._stopped.is_set():
             line = reader.readline(4096).decode("ascii", "replace").strip()
             if not line:
                 return
             verb = line.split(" ", 1)[0].upper()
-            if verb == "EHLO":
-                tls = isinstance(stream, ssl.SSLSocket)
+            tls = isinstance(stream, ssl.SSLSocket)
+            if verb == "EHLO" and self.mode == "ehlo" and not tls:
+                stream.sendall(self.ehlo_reply)
+            elif verb == "EHLO":
                 offer = b"" if tls else b"250-STARTTLS\r\n"
                 stream.sendall(b"250-email-smtp.amazonaws.com\r\n" + offer + b"250 AUTH PLAIN LOGIN\r\n")
             elif verb == "STARTTLS":
-                stream.sendall(b"220 Ready to start TLS\r\n")
+                stream.sendall(b"220 Ready to start TLS\r\n" + (INJECTED if self.mode == "inject" else b""))
                 stream = self._tls.wrap_socket(connection, server_side=True)
                 reader = stream.makefile("rb")
             elif verb == "AUTH":
@@ -103,19 +119,35 @@ class HostileSmtpServer:
                     stream.sendall(
                         f"535-Authentication Credentials Invalid\r\n535 you sent {line} = {decoded}\r\n".encode()
                     )
+                elif self.mode == "inject":
+                    stream.sendall(b"535 Authentication Credentials Invalid\r\n")
                 else:
                     stream.sendall(b"235 Authentication successful.\r\n")
             elif verb in ("MAIL", "RCPT"):
+                if verb == "MAIL":
+                    sender = line.partition(":")[2].strip().strip("<>")
                 stream.sendall(b"250 Ok\r\n")
             elif verb == "DATA":
                 stream.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 while reader.readline(4096).strip() != b".":
                     pass
-                echoed = base64.b64decode(auth.split()[-1]).replace(b"\0", b" ").decode("ascii", "replace")
-                stream.sendall(f"554 Message rejected: Email address is not verified. {auth} {echoed}\r\n".encode())
+                stream.sendall(self._echoing_554(auth, sender))
             elif verb == "QUIT":
                 stream.sendall(b"221 Bye\r\n")
                 return
             else:
                 stream.sendall(b"502 Command not implemented\r\n")
             time.sleep(0)
+
+    @staticmethod
+    def _echoing_554(auth: str, sender: str) -> bytes:
+        """SES's 554 for an unverified sender, with the AUTH exchange smuggled into it."""
+        encoded = auth.split()[-1]
+        password = base64.b64decode(encoded).split(b"\0")[-1].decode("ascii", "replace")
+        smuggled = " ".join(
+            (auth, password, chunks(encoded, 15, " "), chunks(password, 15, " "), chunks(password, 8, "-"))
+        )
+        return (
+            "554 Message rejected: Email address is not verified. The following identities failed the check "
+            f"in region US-EAST-1: {sender}, {FOREIGN_IDENTITY} {smuggled}\r\n"
+        ).encode()

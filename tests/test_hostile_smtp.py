@@ -26,7 +26,8 @@ from infra.lambda_invoke import LambdaWorker
 from infra.local_aws import lookup_access_key
 from infra.rotation_driver import STEPS, begin_rotation, run_steps, step_event
 from lambda_function.errors import SmtpAuthenticationError, SmtpConfigurationError
-from tests.hostile_smtp import HostileSmtpServer, Mode
+from lambda_function.smtp_check import SmtpEndpoint, check_login
+from tests.hostile_smtp import FOREIGN_IDENTITY, HostileSmtpServer, Mode
 from tests.support import create_secret, invoke, pending_value
 from tests.support import secrets_client as sm
 
@@ -73,6 +74,7 @@ def test_a_server_that_dribbles_its_greeting_fails_testsecret_within_the_budget(
     with HostileSmtpServer("dribble", hostile_ca[0], interval=0.5) as server:
         arn, token = pending_rotation(iam_user, "localhost", server.port)
         elapsed, error = timed_test_secret(arn, token)
+    print(f"[hostile] dribble: testSecret failed after {elapsed:.2f} s (bound {BOUND:g} s)")
     assert isinstance(error, SmtpAuthenticationError), error
     assert "no complete answer within the attempt's deadline" in str(error)
     assert elapsed < BOUND
@@ -98,25 +100,45 @@ def test_a_resolver_that_never_answers_fails_testsecret_within_the_budget(
         elapsed, error = timed_test_secret(arn, token)
     finally:
         released.set()
+    print(f"[hostile] hanging resolver: testSecret failed after {elapsed:.2f} s (bound {BOUND:g} s)")
     assert isinstance(error, SmtpConfigurationError), error
     assert f"Resolving SMTP host {HANGING_HOST} did not finish" in str(error)
     assert elapsed < BOUND
 
 
 FLOOD_SCRIPT = """
-import json, resource, sys, time
+import json, os, sys, threading, time
 from lambda_function.handler import lambda_handler
 from infra.lambda_invoke import LocalContext
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+def rss():  # resident memory now (not the peak so far, which the imports have already set)
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE
+
 event = json.loads(sys.stdin.read())
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+done = threading.Event()
+before = peak = rss()
+
+def sample():
+    global peak
+    while not done.wait(0.002):
+        peak = max(peak, rss())
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 started = time.monotonic()
 try:
     lambda_handler(event, LocalContext.with_timeout(300))
     error = None
 except Exception as caught:
     error = type(caught).__name__
-print(json.dumps({"error": error, "seconds": time.monotonic() - started,
-                  "grew_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before}))
+seconds = time.monotonic() - started
+done.set()
+sampler.join()
+peak = max(peak, rss())
+print(json.dumps({"error": error, "seconds": seconds, "grew_kib": (peak - before) // 1024}))
 """
 
 
@@ -126,7 +148,8 @@ def test_a_server_that_floods_continuation_lines_fails_testsecret_fast_with_boun
 ) -> None:
     with HostileSmtpServer("flood", hostile_ca[0]) as server:
         arn, token = pending_rotation(iam_user, "localhost", server.port)
-        # A process of its own, so that its peak memory is testSecret's alone (after the imports).
+        # A process of its own, whose resident memory is sampled every 2 ms during testSecret: the
+        # growth is testSecret's peak over what the process held before it started.
         result = subprocess.run(
             [sys.executable, "-c", FLOOD_SCRIPT],
             input=json.dumps(step_event("testSecret", arn, token, None)),
@@ -138,10 +161,65 @@ def test_a_server_that_floods_continuation_lines_fails_testsecret_fast_with_boun
             check=True,
         )
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"[hostile] flood: testSecret failed after {outcome['seconds']:.2f} s, RSS grew {outcome['grew_kib']} KiB")
+    assert outcome["grew_kib"] < 64 * 1024
+    assert outcome["seconds"] < BOUND
     assert outcome["error"] == "SmtpConfigurationError"
     assert "not an SES SMTP endpoint" in result.stdout
-    assert outcome["seconds"] < BOUND
-    assert outcome["grew_kib"] < 64 * 1024
+
+
+@pytest.mark.usefixtures("budget")
+def test_plain_text_injected_after_the_starttls_reply_fails_testsecret_before_any_auth(
+    iam_user: str, hostile_ca: tuple[trustme.CA, str]
+) -> None:
+    with HostileSmtpServer("inject", hostile_ca[0]) as server:
+        arn, token = pending_rotation(iam_user, "localhost", server.port)
+        elapsed, error = timed_test_secret(arn, token)
+    print(f"[hostile] inject: testSecret failed after {elapsed:.2f} s (bound {BOUND:g} s)")
+    assert isinstance(error, SmtpConfigurationError), error
+    assert "sent data after its 220 to STARTTLS, before TLS began" in str(error)
+    assert "SNUCK-IN" not in str(error)  # none of the server's text
+    assert server.auth_lines == []  # not even over TLS: the injected 235 would have answered it
+    assert elapsed < BOUND
+
+
+EHLO_HEAD = b"250-email-smtp.amazonaws.com\r\n"
+
+
+@pytest.mark.usefixtures("budget")
+@pytest.mark.parametrize(
+    "ehlo_reply",
+    [
+        pytest.param(EHLO_HEAD + b"250-\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n", id="an empty line"),
+        pytest.param(EHLO_HEAD + b"250-   \r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n", id="a line of blanks"),
+        pytest.param(EHLO_HEAD + b"250-\xff\x00\xfe\r\n250 STARTTLS\r\n", id="bytes that are not ASCII"),
+    ],
+)
+def test_odd_but_harmless_ehlo_lines_are_ignored(ehlo_reply: bytes, hostile_ca: tuple[trustme.CA, str]) -> None:
+    with HostileSmtpServer("ehlo", hostile_ca[0], ehlo_reply=ehlo_reply) as server:
+        endpoint = SmtpEndpoint("localhost", server.port, implicit_tls=False, connect_timeout=CONNECT_TIMEOUT)
+        assert check_login(endpoint, "AKIAEXAMPLE", "pw", deadline=time.monotonic() + AUTH_TIMEOUT) == 1
+        assert len(server.auth_lines) == 1  # STARTTLS was found and TLS came up
+
+
+@pytest.mark.usefixtures("budget")
+@pytest.mark.parametrize(
+    "ehlo_reply",
+    [
+        pytest.param(EHLO_HEAD + b"25x-STARTTLS\r\n250 AUTH PLAIN\r\n", id="a code that is not a number"),
+        pytest.param(EHLO_HEAD + b"250STARTTLS\r\n250 AUTH PLAIN\r\n", id="no separator after the code"),
+        pytest.param(EHLO_HEAD + b"554-STARTTLS\r\n250 AUTH PLAIN\r\n", id="codes that differ within a reply"),
+    ],
+)
+def test_a_malformed_ehlo_reply_fails_cleanly_with_a_fixed_reason(
+    ehlo_reply: bytes, hostile_ca: tuple[trustme.CA, str]
+) -> None:
+    with HostileSmtpServer("ehlo", hostile_ca[0], ehlo_reply=ehlo_reply) as server:
+        endpoint = SmtpEndpoint("localhost", server.port, implicit_tls=False, connect_timeout=CONNECT_TIMEOUT)
+        with pytest.raises(SmtpConfigurationError, match="sent a reply that is not SMTP") as raised:
+            check_login(endpoint, "AKIAEXAMPLE", "pw", deadline=time.monotonic() + AUTH_TIMEOUT)
+        assert server.auth_lines == []
+    assert "email-smtp.amazonaws.com" not in str(raised.value)  # none of the server's text
 
 
 def secrets_of(arn: str, token: str) -> set[str]:
@@ -185,7 +263,7 @@ def debug_worker(
     ("mode", "env", "expected"),
     [
         ("echo", {}, "SmtpAuthenticationError: "),
-        ("echo554", {"SMTP_TEST_SENDER": "ops@example.com"}, "554 Message rejected: Email address is not verified."),
+        ("echo554", {"SMTP_TEST_SENDER": "ops@example.com"}, "554 Message rejected: Email address is not verified"),
     ],
 )
 def test_an_endpoint_that_echoes_the_auth_exchange_leaks_nothing_at_debug(
@@ -205,6 +283,16 @@ def test_an_endpoint_that_echoes_the_auth_exchange_leaks_nothing_at_debug(
     assert expected in error
     assert expected in output  # the operator's one line says what happened
     everything = output + error
-    leaked = [secret[:6] + "..." for secret in secrets_of(arn, token) if secret in everything]
+    # Any 8 characters in a row of a secret (the server also sends the password in 8-character chunks).
+    leaked = [
+        secret[:4] + "..." for secret in secrets_of(arn, token) for piece in windows(secret, 8) if piece in everything
+    ]
     assert leaked == [], "secret material in the function's output or error"
     assert "you sent" not in everything  # no server text beyond SES's 554 reason
+    assert FOREIGN_IDENTITY not in everything  # an identity we did not send is server text too
+    if mode == "echo554":
+        assert "ops@example.com" in error  # the operator learns which of our identities failed
+
+
+def windows(text: str, size: int) -> set[str]:
+    return {text[i : i + size] for i in range(len(text) - size + 1)}

@@ -4,6 +4,7 @@ refuses to send credentials where TLS is missing or untrusted (SPEC §4 testSecr
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import trustme
@@ -144,7 +145,23 @@ def test_an_unverified_test_sender_fails_the_step_with_ses_reason(
     run_steps(invoke, arn, token, steps=STEPS[:2])
     with (
         ses_smtp.configured(verified_senders=["verified.example"]),
-        pytest.raises(SmtpSendError, match="554 Message rejected: Email address is not verified"),
+        pytest.raises(SmtpSendError, match="554 Message rejected: Email address is not verified") as refused,
     ):
         invoke(step_event("testSecret", arn, token, None))
+    assert "identities named: ops@unverified.example." in str(refused.value)  # which of ours SES named
+    assert "US-EAST-1" not in str(refused.value)  # our copy of SES's reason, not SES's text
     assert len(keys_of(iam_client, iam_user)) == 1
+
+
+@pytest.mark.usefixtures("smtp_ca")
+def test_a_user_who_may_not_send_fails_the_send_check_with_access_denied(
+    iam_client: IAMClient, ses_smtp: SesSmtpStandIn
+) -> None:
+    user = f"ses-smtp-nosend-{uuid.uuid4().hex[:12]}"
+    iam_client.create_user(UserName=user)  # outside the sending group: it may sign in, not send
+    username, password = new_key(iam_client, user)
+    endpoint = SmtpEndpoint("localhost", ses_smtp.starttls_port, implicit_tls=False, connect_timeout=5)
+    with ses_smtp.configured(verified_senders=["verified.example"]), pytest.raises(SmtpSendError) as refused:
+        check_login(endpoint, username, password, deadline=time.monotonic() + 10, sender="ops@verified.example")
+    assert "554 Access denied: the SMTP user may not send as this identity" in str(refused.value)
+    assert user not in str(refused.value)  # SES's text (it names the user's ARN) is not passed on
