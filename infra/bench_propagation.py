@@ -6,7 +6,7 @@ SMTP stand-in that starts accepting each key exactly D seconds after IAM created
 measure the overshoot: from that moment to the moment the check returns. Goals (issue 7): median
 overshoot <= 1.0 s for any D from 1 to 60 s, and AUTH attempts <= D / 1 s + 5.
 
-    .venv/bin/python -m infra.bench_propagation --delays 0 2 10 30 60 --samples 5
+    .venv/bin/python -m infra.bench_propagation --delays 0 1.5 2 2.5 10 10.5 30 60 --samples 5
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.smtp_check import SmtpEndpoint, check_login
 from lambda_function.smtp_password import smtp_password
 
-DEFAULT_DELAYS = (0.0, 2.0, 10.0, 30.0, 60.0)
+# Whole and half seconds: attempts start about once a second, so a D that falls between two
+# attempts shows a different overshoot from one that falls on an attempt.
+DEFAULT_DELAYS = (0.0, 1.5, 2.0, 2.5, 10.0, 10.5, 30.0, 60.0)
 
 
 @dataclass(frozen=True)
