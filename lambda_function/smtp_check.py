@@ -26,36 +26,26 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 from lambda_function.errors import SmtpAuthenticationError, SmtpConfigurationError, SmtpSendError
+from lambda_function.smtp_session import (
+    MAX_LINE_BYTES,
+    TRANSIENT_REPLIES,
+    Session,
+    Transient,
+    send_refusal_reason,
+    unread_bytes,
+)
 
 SIMULATOR_RECIPIENT = "success@simulator.amazonses.com"
-EHLO_NAME = "ses-smtp-rotation.invalid"  # fixed: socket.getfqdn() would be an unbounded DNS lookup
-# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets. SES's longest reply has ~10 lines.
-MAX_LINE_BYTES = 1024
-MAX_REPLY_LINES = 32
 # Attempts start about once a second once the first quick ones failed: SES accepts a new key
 # within seconds, and the wait past that moment is half an interval on average.
 FIRST_INTERVALS = (0.25, 0.25, 0.5)
 RETRY_INTERVAL_SECONDS = 1.0
-TRANSIENT_REPLIES = {
-    421: "421: service not available, try again",
-    454: "454: temporary authentication failure",
-    535: "535: credentials not accepted (yet)",
-}
-# SES's 554 reasons an operator can act on, by how SES's text begins, and the text we show instead
-# (SES Developer Guide, "SMTP response codes returned by Amazon SES", for the first two; the pauses
-# as SES words them in the wild). Anything else is shown as its code alone.
-SES_554_REASONS = (
-    ("Message rejected: Email address is not verified", "Message rejected: Email address is not verified"),
-    ("Access denied", "Access denied: the SMTP user may not send as this identity, see ses:SendRawEmail"),
-    ("Message rejected: Sending paused for this account", "Message rejected: Sending paused for this account"),
-    ("Message rejected: Sending suspended for this account", "Message rejected: Sending suspended for this account"),
-)
 
 
 @dataclass(frozen=True)
@@ -67,29 +57,6 @@ class SmtpEndpoint:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class _Reply:
-    code: int
-    lines: tuple[str, ...]  # the text after each code; never logged or raised as is
-
-
-class _Transient(Exception):
-    """One attempt failed in a way a later attempt may not. The message is fixed text of ours."""
-
-
-def send_refusal_reason(code: int, lines: Iterable[str], identities: Iterable[str]) -> str:
-    """What we may say about a refused message: for one of SES's known 554 reasons, our copy of it and
-    which of `identities` (addresses of ours: sender, recipient) its text names; else the code alone.
-    An allow-list, not a filter: no text of the server's is ever passed on, however it is cut up."""
-    text = " ".join(lines)
-    for prefix, reason in SES_554_REASONS:
-        if code == 554 and text.lower().startswith(prefix.lower()):
-            words = {w.rstrip(".").lower() for w in re.split(r"[\s,;:<>`'/]+", text)}
-            named = [i for i in dict.fromkeys(identities) if i.lower() in words]
-            return f"554 {reason}" + (f"; identities named: {', '.join(named)}" if named else "")
-    return f"{code}, a reason SES is not known to give (the server's text is not shown)"
 
 
 def _resolve(endpoint: SmtpEndpoint, timeout: float) -> list[str]:
@@ -119,83 +86,12 @@ def _resolve(endpoint: SmtpEndpoint, timeout: float) -> list[str]:
     return found
 
 
-async def _read_reply(reader: asyncio.StreamReader) -> _Reply:
-    lines: list[str] = []
-    first = b""  # the code of the reply's first line
-    while True:
-        try:
-            raw = await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError:
-            raise SmtpConfigurationError(
-                f"The SMTP server sent a reply line longer than {MAX_LINE_BYTES} bytes: not an SES SMTP endpoint."
-            ) from None
-        except asyncio.IncompleteReadError:
-            raise _Transient("connection closed by the server") from None
-        code = raw[:3]
-        if (
-            len(lines) == MAX_REPLY_LINES
-            or not code.isdigit()
-            or raw[3:4] not in (b" ", b"-", b"\r", b"\n")
-            or code != (first or code)  # RFC 5321 §4.2.1: every line of a reply has the same code
-        ):
-            raise SmtpConfigurationError(
-                "The SMTP server sent a reply that is not SMTP (or over "
-                f"{MAX_REPLY_LINES} lines): not an SES SMTP endpoint."
-            )
-        first = first or code
-        lines.append(raw[4:].decode("ascii", "replace").strip())
-        if raw[3:4] != b"-":
-            return _Reply(int(code), tuple(lines))
-
-
-class _Session:
-    """One SMTP connection: commands out, replies in."""
-
-    def __init__(self, endpoint: SmtpEndpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.endpoint = endpoint
-        self.reader = reader
-        self.writer = writer
-
-    async def command(self, line: bytes) -> _Reply:
-        self.writer.write(line + b"\r\n")
-        await self.writer.drain()
-        return await _read_reply(self.reader)
-
-    async def expect(self, line: bytes | None, code: int, what: str) -> _Reply:
-        """Send `line` (None: read the greeting) and require `code`; a temporary reply is transient."""
-        reply = await (_read_reply(self.reader) if line is None else self.command(line))
-        if reply.code == code:
-            return reply
-        if reply.code in TRANSIENT_REPLIES:
-            raise _Transient(f"{what}: {TRANSIENT_REPLIES[reply.code]}")
-        raise SmtpConfigurationError(f"{self.endpoint} answered {what} with {reply.code}, not {code}.")
-
-    async def ehlo(self) -> dict[str, set[str]]:
-        reply = await self.expect(b"EHLO " + EHLO_NAME.encode(), 250, "EHLO")
-        extensions: dict[str, set[str]] = {}
-        for words in (line.upper().split() for line in reply.lines[1:]):
-            if words:  # an empty or blank line offers nothing
-                extensions[words[0]] = set(words[1:])
-        return extensions
-
-
-def _unread_bytes(reader: asyncio.StreamReader) -> int:
-    """How many received bytes `reader` holds that nobody has read yet.
-
-    asyncio has no public call for this. StreamReader keeps them in a bytearray `_buffer` (checked
-    on CPython 3.12 and 3.13, the runtime's version). If that ever changes, fail closed: answer
-    "some", so that STARTTLS is refused, not trusted. (smtplib discards such bytes; we refuse.)
-    """
-    buffer = getattr(reader, "_buffer", None)
-    return len(buffer) if isinstance(buffer, bytearray) else 1
-
-
 def _tls_context() -> ssl.SSLContext:
     # Verifies the certificate and host name against the default trust store (honours SSL_CERT_FILE).
     return ssl.create_default_context()
 
 
-async def _open(endpoint: SmtpEndpoint, addresses: list[str]) -> _Session:
+async def _open(endpoint: SmtpEndpoint, addresses: list[str]) -> Session:
     context = _tls_context() if endpoint.implicit_tls else None
     last: OSError | None = None
     for address in addresses:
@@ -212,8 +108,8 @@ async def _open(endpoint: SmtpEndpoint, addresses: list[str]) -> _Session:
         except OSError as error:
             last = error
             continue
-        return _Session(endpoint, reader, writer)
-    raise _Transient(f"connection: {type(last).__name__}")
+        return Session(str(endpoint), reader, writer)
+    raise Transient(f"connection: {type(last).__name__}")
 
 
 async def _exchange(
@@ -232,7 +128,7 @@ async def _exchange(
                 )
             await session.expect(b"STARTTLS", 220, "STARTTLS")
             await session.writer.start_tls(_tls_context(), server_hostname=endpoint.host)
-            if _unread_bytes(session.reader):
+            if unread_bytes(session.reader):
                 raise SmtpConfigurationError(
                     f"{endpoint} sent data after its 220 to STARTTLS, before TLS began: replies injected in "
                     "plain text would be read as if they came over TLS, so credentials were not sent. Check "
@@ -245,20 +141,20 @@ async def _exchange(
         auth = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
         reply = await session.command(f"AUTH PLAIN {auth}".encode())
         if reply.code in TRANSIENT_REPLIES:
-            raise _Transient(f"AUTH: {TRANSIENT_REPLIES[reply.code]}")
+            raise Transient(f"AUTH: {TRANSIENT_REPLIES[reply.code]}")
         if reply.code >= 500:
             raise SmtpAuthenticationError(f"{endpoint} refused AUTH with {reply.code}.")
         if reply.code != 235:
             raise SmtpConfigurationError(f"{endpoint} answered AUTH with {reply.code}, not 235.")
         if sender is not None:
             await _send_test_message(session, sender)
-        with contextlib.suppress(OSError, _Transient):  # proven already: a rude goodbye changes nothing
+        with contextlib.suppress(OSError, Transient):  # proven already: a rude goodbye changes nothing
             await session.command(b"QUIT")
     finally:
         session.writer.close()
 
 
-async def _send_test_message(session: _Session, sender: str) -> None:
+async def _send_test_message(session: Session, sender: str) -> None:
     """MAIL, RCPT, DATA to SES's simulator: only a send proves ses:SendRawEmail and the identity."""
     message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = sender
@@ -272,12 +168,12 @@ async def _send_test_message(session: _Session, sender: str) -> None:
     await _expect_for_send(session, body.rstrip(b"\r\n") + b"\r\n.", 250, sender)
 
 
-async def _expect_for_send(session: _Session, line: bytes, code: int, sender: str) -> None:
+async def _expect_for_send(session: Session, line: bytes, code: int, sender: str) -> None:
     reply = await session.command(line)
     if reply.code == code:
         return
     if reply.code in TRANSIENT_REPLIES:
-        raise _Transient(f"sending: {TRANSIENT_REPLIES[reply.code]}")
+        raise Transient(f"sending: {TRANSIENT_REPLIES[reply.code]}")
     raise SmtpSendError(
         f"SES accepted the new password but refused the test message from {sender}: "
         f"{send_refusal_reason(reply.code, reply.lines, (sender, SIMULATOR_RECIPIENT))}. Check ses:SendRawEmail "
@@ -295,7 +191,7 @@ def _attempt(endpoint: SmtpEndpoint, username: str, password: str, sender: str |
             asyncio.wait_for(_exchange(endpoint, addresses, username, password, sender), timeout=max(remaining, 0.01))
         )
     except TimeoutError:
-        raise _Transient("no complete answer within the attempt's deadline") from None
+        raise Transient("no complete answer within the attempt's deadline") from None
     except ssl.SSLCertVerificationError as error:
         raise SmtpConfigurationError(
             f"The TLS certificate of {endpoint} does not verify ({error.verify_message}); credentials "
@@ -304,7 +200,7 @@ def _attempt(endpoint: SmtpEndpoint, username: str, password: str, sender: str |
     except ssl.SSLError as error:
         raise SmtpConfigurationError(f"TLS with {endpoint} failed ({error.reason}); credentials not sent.") from None
     except OSError as error:
-        raise _Transient(f"connection: {type(error).__name__}") from None
+        raise Transient(f"connection: {type(error).__name__}") from None
 
 
 def _pause(attempt: int, attempt_seconds: float) -> float:
@@ -352,7 +248,7 @@ def check_login(
         try:
             _attempt(endpoint, username, password, sender, attempt_deadline - attempt_started)
             return attempt
-        except _Transient as error:
+        except Transient as error:
             delay = _pause(attempt, clock() - attempt_started)
             if clock() + delay >= deadline:
                 raise SmtpAuthenticationError(
