@@ -1,7 +1,7 @@
 """Lambda entry point of the retirement function (SPEC §4a), run every hour by EventBridge Scheduler.
 
 Each run is stateless. It finds the secrets whose rotation function is this deployment's
-(``ROTATION_FUNCTION_ARN``), and for each one, with the IAM user ``SMTP_SECRET_BINDINGS`` binds
+(``ROTATION_FUNCTION_ARN``), and for each one, with the IAM user the deployment binds
 it to, reads the state, decides and acts (`retirement_executor.retire`). Then, per secret, it
 emits the metrics ``CurrentKeyAgeDays``, ``ActiveAccessKeys`` and ``PreviousKeyStillInUse``, and
 publishes a message on the alarm topic (``ALARM_TOPIC_ARN``) for every key still in use.
@@ -106,7 +106,7 @@ def run(
         user = settings.bound_user(secret.arn, secret.name)
         if user is None:
             logger.warning(
-                "Secret is not bound to an IAM user (SMTP_SECRET_BINDINGS); nothing retired", secret_id=secret.arn
+                "Secret is not bound to an IAM user (SMTP_BOUND_USERS, SMTP_SECRET_BINDINGS); nothing retired", secret_id=secret.arn
             )
             summary.skipped.append(secret.name)
             continue

@@ -1,7 +1,8 @@
 """The function's configuration, read from its environment at the start of every invocation.
 
 The deployment, not the secret, decides where credentials may go and whose keys a secret may
-rotate (SPEC §3): ``SMTP_ALLOWED_HOSTS`` and ``SMTP_SECRET_BINDINGS`` are read here.
+rotate (SPEC §3): ``SMTP_ALLOWED_HOSTS``, ``SMTP_BOUND_USERS`` and ``SMTP_SECRET_BINDINGS`` are read
+here.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -16,6 +18,9 @@ from typing import Final
 from lambda_function.errors import InvalidSettingsError
 
 PREVIOUS_KEY_ACTIONS: Final = ("keep", "deactivate", "delete")
+# SMTP_BOUND_USERS binds the secret named BOUND_SECRET_PREFIX + <user> to <user>.
+BOUND_SECRET_PREFIX: Final = "ses-smtp/"
+_IAM_USER_NAME: Final = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
 
 
 def parse_previous_key_action(value: str, source: str) -> str:
@@ -74,6 +79,28 @@ def _secret_bindings(env: Mapping[str, str]) -> dict[str, str]:
     return {secret: user for secret, user in bindings.items() if user}
 
 
+def _bound_users(env: Mapping[str, str], bindings: Mapping[str, str]) -> frozenset[str]:
+    """SMTP_BOUND_USERS: IAM user names separated by spaces (IAM names may hold commas, never a
+    space); each binds the secret named ses-smtp/<user> to <user>. Compact where the JSON of
+    SMTP_SECRET_BINDINGS is not: Lambda allows 4 KB for all of a function's variables together."""
+    users = frozenset(env.get("SMTP_BOUND_USERS", "").split())  # empty entries (extra spaces) are dropped
+    bad = sorted(user for user in users if not _IAM_USER_NAME.fullmatch(user))
+    if bad:
+        raise InvalidSettingsError(
+            f"SMTP_BOUND_USERS names {', '.join(repr(u) for u in bad)}; it takes IAM user names (1-64 of letters, "
+            "digits and +=,.@_-) separated by spaces."
+        )
+    clashes = sorted(
+        f"{BOUND_SECRET_PREFIX}{user}" for user in users if bindings.get(BOUND_SECRET_PREFIX + user, user) != user
+    )
+    if clashes:
+        raise InvalidSettingsError(
+            f"SMTP_BOUND_USERS and SMTP_SECRET_BINDINGS bind {', '.join(clashes)} to different users; "
+            "bind each secret to one user only."
+        )
+    return users
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration; see the README's configuration table."""
@@ -85,17 +112,28 @@ class Settings:
     smtp_allowed_hosts: frozenset[str] = frozenset()
     # secret ARN or name -> the one IAM user whose keys that secret may rotate
     secret_bindings: Mapping[str, str] = field(default_factory=dict)
+    # users whose secret ses-smtp/<user> may rotate them (SMTP_BOUND_USERS)
+    bound_users: frozenset[str] = frozenset()
     retirement: RetirementPolicy = field(default_factory=lambda: RetirementPolicy())
 
     def bound_user(self, secret_arn: str, secret_name: str) -> str | None:
-        """The IAM user the deployment binds this secret to (by ARN, else by name); None if unbound."""
-        return self.secret_bindings.get(secret_arn) or self.secret_bindings.get(secret_name)
+        """The IAM user the deployment binds this secret to; None if unbound.
+
+        SMTP_SECRET_BINDINGS by ARN, else by name; else SMTP_BOUND_USERS by name: the secret named
+        ``ses-smtp/app-a`` is bound to ``app-a`` when that user is listed.
+        """
+        explicit = self.secret_bindings.get(secret_arn) or self.secret_bindings.get(secret_name)
+        if explicit:
+            return explicit
+        user = secret_name.removeprefix(BOUND_SECRET_PREFIX)
+        return user if secret_name.startswith(BOUND_SECRET_PREFIX) and user in self.bound_users else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the settings; raise InvalidSettingsError before anything changes."""
         env = os.environ if env is None else env
         sender = env.get("SMTP_TEST_SENDER", "").strip() or None
+        bindings = _secret_bindings(env)
         if sender is not None and "@" not in sender:
             raise InvalidSettingsError(f"SMTP_TEST_SENDER is {sender!r}; it must be an e-mail address.")
         return cls(
@@ -106,7 +144,8 @@ class Settings:
             smtp_connect_timeout=_seconds(env, "SMTP_CONNECT_TIMEOUT_SECONDS", 10.0),
             smtp_test_sender=sender,
             smtp_allowed_hosts=_allowed_hosts(env),
-            secret_bindings=_secret_bindings(env),
+            secret_bindings=bindings,
+            bound_users=_bound_users(env, bindings),
             retirement=retirement_policy(env),
         )
 

@@ -83,7 +83,8 @@ def run_step(step: str, rotation: Rotation) -> None:
     if user is None:
         raise InvalidSecretError(
             f"Secret {state.arn} is not bound to an IAM user in this deployment, so it may rotate no one's keys; "
-            "nothing changed. Add it to SMTP_SECRET_BINDINGS (the template does this for the secrets it makes)."
+            "nothing changed. Add it to SMTP_SECRET_BINDINGS, or name it ses-smtp/<user> and add the user to "
+            "SMTP_BOUND_USERS (the template does this for the secrets it makes)."
         )
     if not state.rotation_enabled:
         raise InvalidSecretError(f"Secret {state.arn} does not have rotation enabled.")

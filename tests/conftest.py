@@ -45,6 +45,7 @@ def moto_server(_fake_aws_credentials: None) -> Iterator[MotoServer]:
         # bound to its user by tests.support.create_secret.
         os.environ["SMTP_ALLOWED_HOSTS"] = STANDIN_HOST
         os.environ["SMTP_SECRET_BINDINGS"] = "{}"
+        os.environ["SMTP_BOUND_USERS"] = ""
         yield server
 
 

@@ -1,9 +1,9 @@
 """Many SMTP users, one deployment (SPEC §6): one rotation function serves every listed user's
 secret, and rotating one user's secret never touches another user's keys.
 
-The function's bindings are the ones template.yaml gives a deployment of two users (one created,
-one adopted), resolved as CloudFormation would (tests/test_template.py); the secrets are named as
-the template names them. Rotations run through the handler against moto and the SES stand-in.
+The function's bindings (SMTP_BOUND_USERS) are the ones template.yaml gives a deployment of two
+users (one created, one adopted), resolved as CloudFormation would (tests/test_template.py); the
+secrets are named as the template names them. Rotations run through the handler against moto and the SES stand-in.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def deployment(two_users: tuple[str, str], monkeypatch: pytest.MonkeyPatch, ses_
     the template sets them for these two users."""
     created, adopted = two_users
     stack = deploy({"SmtpUserNames": created, "AdoptedSmtpUserNames": adopted})
-    bindings = stack.properties(FUNCTION_ID)["Environment"]["Variables"]["SMTP_SECRET_BINDINGS"]
-    monkeypatch.setenv("SMTP_SECRET_BINDINGS", bindings)
+    bound_users = stack.properties(FUNCTION_ID)["Environment"]["Variables"]["SMTP_BOUND_USERS"]
+    monkeypatch.setenv("SMTP_BOUND_USERS", bound_users)
     arns = {}
     for user in two_users:
         document = {

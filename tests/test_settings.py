@@ -57,3 +57,49 @@ def test_secret_bindings_bind_by_arn_or_name_and_an_entry_without_a_user_binds_n
 def test_malformed_secret_bindings_are_a_clear_error(raw: str) -> None:
     with pytest.raises(InvalidSettingsError, match="SMTP_SECRET_BINDINGS must be a JSON object"):
         Settings.from_env({"SMTP_SECRET_BINDINGS": raw})
+
+
+ARN_OF = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf".format
+
+
+def test_bound_users_bind_the_secret_named_after_each_user_and_nothing_else() -> None:
+    # What the template gives a deployment: created and adopted names joined by spaces; an empty
+    # list contributes an empty entry (here the leading and the doubled spaces). IAM names may hold
+    # commas and dots.
+    settings = Settings.from_env({"SMTP_BOUND_USERS": " app-a  console.user,eu@prod "})
+    assert settings.bound_users == {"app-a", "console.user,eu@prod"}
+    for user in ("app-a", "console.user,eu@prod"):
+        assert settings.bound_user(ARN_OF(f"ses-smtp/{user}"), f"ses-smtp/{user}") == user
+    for name in (
+        "ses-smtp/other",  # a user the deployment does not list
+        "ses-smtp-x/app-a",  # another prefix
+        "ses-smtp/app-a/x",
+        "app-a",
+        "xses-smtp/app-a",
+        "ses-smtp/",
+        "ses-smtp/console.user",  # part of a listed name
+    ):
+        assert settings.bound_user(ARN_OF(name), name) is None, name
+
+
+def test_secret_bindings_and_bound_users_may_both_be_set() -> None:
+    hand_made = ARN_OF("mail/legacy-relay")
+    settings = Settings.from_env(
+        {"SMTP_BOUND_USERS": "app-a", "SMTP_SECRET_BINDINGS": f'{{"{hand_made}": "relay", "ses-smtp/app-a": "app-a"}}'}
+    )
+    assert settings.bound_user(hand_made, "mail/legacy-relay") == "relay"
+    assert settings.bound_user(ARN_OF("ses-smtp/app-a"), "ses-smtp/app-a") == "app-a"
+    assert settings.bound_user(ARN_OF("ses-smtp/relay"), "ses-smtp/relay") is None
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"SMTP_BOUND_USERS": "app-a ses-smtp/app-b"}, "SMTP_BOUND_USERS names 'ses-smtp/app-b'"),
+        ({"SMTP_BOUND_USERS": "x" * 65}, "SMTP_BOUND_USERS names 'xxx"),
+        ({"SMTP_BOUND_USERS": "app-a", "SMTP_SECRET_BINDINGS": '{"ses-smtp/app-a": "app-b"}'}, "to different users"),
+    ],
+)
+def test_bad_bound_users_are_a_clear_error(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(InvalidSettingsError, match=problem):
+        Settings.from_env(env)

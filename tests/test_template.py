@@ -90,7 +90,7 @@ FUNCTION_ENVIRONMENT = {
     "PREVIOUS_KEY_ACTIVE_HOURS",
     "PREVIOUS_KEY_INACTIVE_DAYS",
     "SMTP_ALLOWED_HOSTS",
-    "SMTP_SECRET_BINDINGS",
+    "SMTP_BOUND_USERS",
     "SMTP_AUTH_TIMEOUT_SECONDS",
     "SMTP_CONNECT_TIMEOUT_SECONDS",
     "SMTP_TEST_SENDER",
@@ -767,13 +767,14 @@ def test_each_secret_is_bound_to_its_user(stack: Stack) -> None:
     for function_id in (FUNCTION_ID, RETIREMENT_ID):
         env = stack.properties(function_id)["Environment"]["Variables"]
         # Read by the functions' own settings code, as Lambda would hand it the variable.
-        settings = Settings.from_env({"SMTP_SECRET_BINDINGS": env["SMTP_SECRET_BINDINGS"]})
-        assert dict(settings.secret_bindings) == {f"ses-smtp/{u.name}": u.name for u in users}
+        settings = Settings.from_env({"SMTP_BOUND_USERS": env["SMTP_BOUND_USERS"]})
+        assert settings.bound_users == {u.name for u in users}
         for user in users:
             secret = stack.nested[user.stack_id].properties("Secret")
             arn = f"{SECRET_PREFIX_ARN}{user.name}-AbCdEf"  # what Secrets Manager hands the function
             assert settings.bound_user(arn, secret["Name"]) == user.name
             assert json.loads(secret["SecretString"])["iam_user_name"] == user.name
+        assert settings.bound_user(f"{SECRET_PREFIX_ARN}unlisted-AbCdEf", "ses-smtp/unlisted") is None
 
 
 def test_each_rotation_schedule_waits_for_the_invoke_permission_and_its_grants(stack: Stack) -> None:
@@ -1065,7 +1066,7 @@ def test_retirement_function_looks_after_this_rotation_functions_secrets_with_th
     rotation, retirement = stack.properties(FUNCTION_ID), stack.properties(RETIREMENT_ID)
     env = retirement["Environment"]["Variables"]
     assert env["ROTATION_FUNCTION_ARN"] == f"<GetAtt {FUNCTION_ID}.Arn>"
-    assert env["SMTP_SECRET_BINDINGS"] == rotation["Environment"]["Variables"]["SMTP_SECRET_BINDINGS"]
+    assert env["SMTP_BOUND_USERS"] == rotation["Environment"]["Variables"]["SMTP_BOUND_USERS"]
     assert env["ALARM_TOPIC_ARN"] == "<Ref AlarmTopic>"
     assert retirement["Handler"] == "lambda_function.retire_handler.lambda_handler"
     for name in ("Code", "Runtime", "Architectures"):
