@@ -106,7 +106,8 @@ def run(
         user = settings.bound_user(secret.arn, secret.name)
         if user is None:
             logger.warning(
-                "Secret is not bound to an IAM user (SMTP_BOUND_USERS, SMTP_SECRET_BINDINGS); nothing retired", secret_id=secret.arn
+                "Secret is not bound to an IAM user (SMTP_BOUND_USERS, SMTP_SECRET_BINDINGS); nothing retired",
+                secret_id=secret.arn,
             )
             summary.skipped.append(secret.name)
             continue

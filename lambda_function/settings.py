@@ -18,8 +18,8 @@ from typing import Final
 from lambda_function.errors import InvalidSettingsError
 
 PREVIOUS_KEY_ACTIONS: Final = ("keep", "deactivate", "delete")
-# SMTP_BOUND_USERS binds the secret named BOUND_SECRET_PREFIX + <user> to <user>.
-BOUND_SECRET_PREFIX: Final = "ses-smtp/"
+# SMTP_BOUND_USERS binds the secret named BOUND_NAME_PREFIX + <user> to <user>.
+BOUND_NAME_PREFIX: Final = "ses-smtp/"
 _IAM_USER_NAME: Final = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
 
 
@@ -91,7 +91,7 @@ def _bound_users(env: Mapping[str, str], bindings: Mapping[str, str]) -> frozens
             "digits and +=,.@_-) separated by spaces."
         )
     clashes = sorted(
-        f"{BOUND_SECRET_PREFIX}{user}" for user in users if bindings.get(BOUND_SECRET_PREFIX + user, user) != user
+        f"{BOUND_NAME_PREFIX}{user}" for user in users if bindings.get(BOUND_NAME_PREFIX + user, user) != user
     )
     if clashes:
         raise InvalidSettingsError(
@@ -125,8 +125,8 @@ class Settings:
         explicit = self.secret_bindings.get(secret_arn) or self.secret_bindings.get(secret_name)
         if explicit:
             return explicit
-        user = secret_name.removeprefix(BOUND_SECRET_PREFIX)
-        return user if secret_name.startswith(BOUND_SECRET_PREFIX) and user in self.bound_users else None
+        user = secret_name.removeprefix(BOUND_NAME_PREFIX)
+        return user if secret_name.startswith(BOUND_NAME_PREFIX) and user in self.bound_users else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
