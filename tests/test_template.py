@@ -10,9 +10,10 @@ resource stays symbolic, qualified by its nested stack (``<Ref SmtpUserappa/Secr
 ``<GetAtt SmtpUserappa/User.Arn>``): that is exactly what "scoped to the secret" means before the
 secret exists.
 
-Every check runs for four configurations: the defaults (create one user and the sending group),
+Every check runs for five configurations: the defaults (create one user and the sending group),
 adopting an existing user with a KMS key and an identity scope, joining the SES console's existing
-sending group, and three users (two created, one adopted) with a KMS key.
+sending group, three users (two created, one adopted) with a KMS key, and an organisation's
+(functions in a VPC, a permissions boundary, more memory).
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ RETIRE_IAM_ACTIONS = frozenset(
 RETIRE_SECRET_ACTIONS = frozenset({"secretsmanager:ListSecretVersionIds", "secretsmanager:GetSecretValue"})
 LIST_SECRETS = frozenset({"secretsmanager:ListSecrets"})
 LOG_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
+# What Lambda needs to attach a function to its subnets, granted only when the functions are in a VPC.
+DESCRIBE_NETWORK_INTERFACES = frozenset({"ec2:DescribeNetworkInterfaces"})
+NETWORK_INTERFACE_ACTIONS = frozenset(
+    {
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    }
+)
+VPC_ACTIONS = DESCRIBE_NETWORK_INTERFACES | NETWORK_INTERFACE_ACTIONS
 FUNCTION_ENVIRONMENT = {
     "PREVIOUS_KEY_ACTION",
     "PREVIOUS_KEY_ACTIVE_HOURS",
@@ -110,6 +122,10 @@ class Configuration:
     @property
     def kms_key(self) -> str | None:
         return self.parameters.get("KmsKeyArn") or None
+
+    @property
+    def in_vpc(self) -> bool:
+        return bool(self.parameters.get("VpcSubnetIds"))
 
 
 DEFAULTS = Configuration("defaults")
@@ -149,7 +165,24 @@ THREE_USERS = Configuration(
         "SecretWriterArns": f"arn:aws:iam::{ACCOUNT}:role/mail-admin",
     },
 )
-CONFIGURATIONS = [DEFAULTS, ADOPT_KMS_IDENTITY, CONSOLE_GROUP_EXISTS, THREE_USERS]
+# What organisations require (issue 10): the functions in a VPC, a permissions boundary on every
+# role and created user, more memory and a longer SMTP wait.
+SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+SECURITY_GROUPS = ["sg-0123456789abcdef0"]
+BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/org/DeveloperBoundary"
+ORGANISATION = Configuration(
+    "organisation-vpc-boundary-memory",
+    {
+        "SmtpUserNames": "billing-mailer,app-alerts",
+        "AdoptedSmtpUserNames": "ses-smtp-user.20240101-120000",
+        "VpcSubnetIds": ",".join(SUBNETS),
+        "VpcSecurityGroupIds": ",".join(SECURITY_GROUPS),
+        "PermissionsBoundaryArn": BOUNDARY,
+        "FunctionMemorySize": "512",
+        "SmtpAuthTimeoutSeconds": "300",
+    },
+)
+CONFIGURATIONS = [DEFAULTS, ADOPT_KMS_IDENTITY, CONSOLE_GROUP_EXISTS, THREE_USERS, ORGANISATION]
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,6 +662,11 @@ def test_no_policy_grants_an_action_on_every_resource_except_unscoped_ses_sendin
     )
     # ListSecrets cannot be scoped (IAM authorizes it on "*" only); it returns no secret value.
     allowed.append(Grant("RetirementFunctionRole/FindOwnSecrets", LIST_SECRETS, ("*",), {}))
+    if stack.parameters["VpcSubnetIds"]:  # EC2 authorizes DescribeNetworkInterfaces on "*" only
+        allowed += [
+            Grant(f"{role}/UseVpcNetworkInterfaces", DESCRIBE_NETWORK_INTERFACES, ("*",), {})
+            for role in ("RotationFunctionRole", "RetirementFunctionRole")
+        ]
     assert sorted(wildcard_grants, key=lambda g: g.source) == sorted(allowed, key=lambda g: g.source)
 
 
@@ -637,7 +675,13 @@ def test_no_policy_uses_wildcard_actions(stack: Stack) -> None:
 
 
 def test_function_role_allows_exactly_the_calls_the_function_makes(stack: Stack, configuration: Configuration) -> None:
-    expected = LOG_ACTIONS | IAM_KEY_ACTIONS | SECRET_ACTIONS | (KMS_ACTIONS if configuration.kms_key else frozenset())
+    expected = (
+        LOG_ACTIONS
+        | IAM_KEY_ACTIONS
+        | SECRET_ACTIONS
+        | (KMS_ACTIONS if configuration.kms_key else frozenset())
+        | (VPC_ACTIONS if configuration.in_vpc else frozenset())
+    )
     granted = frozenset().union(*(grant.actions for grant in role_grants(stack)))
     assert granted == expected
 
@@ -1026,6 +1070,7 @@ def test_retirement_role_allows_exactly_the_calls_the_retirement_function_makes(
         | LIST_SECRETS
         | {"sns:Publish"}
         | ({"kms:Decrypt"} if configuration.kms_key else frozenset())
+        | (VPC_ACTIONS if configuration.in_vpc else frozenset())
     )
     granted = frozenset().union(*(grant.actions for grant in role_grants(stack, RETIREMENT_ID)))
     assert granted == expected
@@ -1035,7 +1080,11 @@ def test_retirement_role_allows_exactly_the_calls_the_retirement_function_makes(
 def test_retirement_role_reaches_only_the_listed_users_their_secrets_the_topic_and_its_log_group(
     stack: Stack,
 ) -> None:
-    grants = [(g.actions, g.resources) for g in role_grants(stack, RETIREMENT_ID) if "kms:Decrypt" not in g.actions]
+    grants = [
+        (g.actions, g.resources)
+        for g in role_grants(stack, RETIREMENT_ID)
+        if not g.actions & ({"kms:Decrypt"} | VPC_ACTIONS)  # KMS and EC2: tests of their own
+    ]
     users = listed_users(stack)
     expected = [
         (LOG_ACTIONS, ("<GetAtt RetirementFunctionLogGroup.Arn>",)),
@@ -1143,6 +1192,66 @@ def test_retirement_function_errors_raise_an_alarm_on_the_topic(stack: Stack) ->
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": f"<Ref {RETIREMENT_ID}>"}]
     assert alarm["AlarmActions"] == ["<Ref AlarmTopic>"]
+
+
+# --------------------------------------------------------------------------------------------
+# What organisations require: a VPC, a permissions boundary, memory (for each configuration)
+# --------------------------------------------------------------------------------------------
+
+
+def _items(value: str) -> list[str]:
+    return [item for item in value.split(",") if item]
+
+
+def test_both_functions_run_in_the_vpc_only_when_given_one(stack: Stack) -> None:
+    subnets, groups = _items(stack.parameters["VpcSubnetIds"]), _items(stack.parameters["VpcSecurityGroupIds"])
+    expected = {"SubnetIds": subnets, "SecurityGroupIds": groups} if subnets else None
+    for function_id in (FUNCTION_ID, RETIREMENT_ID):
+        assert stack.properties(function_id).get("VpcConfig") == expected, function_id
+
+
+def test_roles_manage_network_interfaces_only_in_a_vpc_and_only_in_this_account(stack: Stack) -> None:
+    in_vpc = bool(stack.parameters["VpcSubnetIds"])
+    scoped = tuple(
+        f"arn:aws:ec2:{REGION}:{ACCOUNT}:{kind}/*" for kind in ("network-interface", "subnet", "security-group")
+    )
+    for function_id in (FUNCTION_ID, RETIREMENT_ID):
+        grants = [
+            (g.actions, g.resources)
+            for g in role_grants(stack, function_id)
+            if any(a.startswith("ec2:") for a in g.actions)
+        ]
+        expected = [(DESCRIBE_NETWORK_INTERFACES, ("*",)), (NETWORK_INTERFACE_ACTIONS, scoped)] if in_vpc else []
+        assert sorted(grants, key=repr) == sorted(expected, key=repr), function_id
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"VpcSubnetIds": ",".join(SUBNETS)}, {"VpcSecurityGroupIds": ",".join(SECURITY_GROUPS)}],
+    ids=["subnets-only", "security-groups-only"],
+)
+def test_a_vpc_needs_both_subnets_and_security_groups(parameters: dict[str, str]) -> None:
+    with pytest.raises(TemplateRejected, match="Set both VpcSubnetIds and VpcSecurityGroupIds, or neither"):
+        deploy(parameters)
+
+
+def test_every_role_and_created_user_gets_the_permissions_boundary_when_given(stack: Stack) -> None:
+    boundary = stack.parameters["PermissionsBoundaryArn"] or None
+    principals = {
+        logical_id: resource["Properties"]
+        for logical_id, resource in stack.everything().items()
+        if resource["Type"] in {"AWS::IAM::Role", "AWS::IAM::User"}
+    }
+    created_users = {f"{user.stack_id}/User" for user in listed_users(stack) if user.created}
+    assert {"RotationFunctionRole", "RetirementFunctionRole", "RetirementScheduleRole"} | created_users <= set(
+        principals
+    )
+    assert {lid: p.get("PermissionsBoundary") for lid, p in principals.items()} == dict.fromkeys(principals, boundary)
+
+
+def test_both_functions_get_the_memory_size(stack: Stack) -> None:
+    for function_id in (FUNCTION_ID, RETIREMENT_ID):
+        assert str(stack.properties(function_id)["MemorySize"]) == stack.parameters["FunctionMemorySize"], function_id
 
 
 # --------------------------------------------------------------------------------------------
