@@ -6,10 +6,10 @@
 One moto server (IAM, Secrets Manager), one SES SMTP stand-in, and IAM behind a proxy that counts
 calls and, with ``--iam-rate``, answers IAM's ``Throttling`` error beyond R calls/s across the
 fleet. Secrets Manager starts every rotation at once; W Lambda-like workers (warm containers, the
-template's handler, its timeout) run the four steps; the rotations that failed are retried once
-with the same token, as Secrets Manager retries. Then it prints: completed/failed on the first
-attempt and after the retry, p50/p95 rotation time, IAM calls per rotation, keys per user and
-orphans (keys no secret version names, by the audit's rules).
+template's handler, the timeout a default deployment has) run the four steps; the rotations that
+failed are retried once with the same token, as Secrets Manager retries. Then it prints:
+completed/failed on the first attempt and after the retry, p50/p95 rotation time, IAM calls per
+rotation, keys per user and orphans (keys no secret version names, by the audit's rules).
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import boto3
+from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
 from infra.fleet import FleetCheck, Outcome, check_fleet, provision, rotate_all, start_rotations, start_workers
 from infra.iam_throttle import IamThrottle
@@ -31,7 +33,15 @@ from infra.local_aws import MotoServer, lookup_access_key, set_fake_aws_env
 from infra.ses_smtp import SesSmtpStandIn
 
 HANDLER = "lambda_function.handler.lambda_handler"  # the template's Handler
-FUNCTION_TIMEOUT = 300.0  # the template's Timeout
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+def template_timeout(template_path: Path = TEMPLATE) -> float:
+    """The rotation function's Timeout a default deployment gets: the template derives it from
+    SmtpAuthTimeoutSeconds (its default) through the RotationTimeouts mapping."""
+    template = yaml_parse(template_path.read_text())
+    wait = str(template["Parameters"]["SmtpAuthTimeoutSeconds"]["Default"])
+    return float(template["Mappings"]["RotationTimeouts"][wait]["FunctionTimeout"])
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
@@ -118,10 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=None, help="Lambda-like workers in parallel (default min(N, 50))"
     )
-    parser.add_argument("--timeout", type=float, default=FUNCTION_TIMEOUT, help="function timeout, seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="function timeout, seconds (default: the template's default)"
+    )
     parser.add_argument("--propagation-delay", type=float, default=0.0, help="seconds before SES accepts a new key")
     args = parser.parse_args(argv)
     args.workers = args.workers or min(args.users, 50)
+    args.timeout = args.timeout or template_timeout()
 
     set_fake_aws_env(os.environ)  # before any client exists: fake credentials only
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

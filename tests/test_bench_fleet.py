@@ -7,8 +7,10 @@ import re
 import subprocess
 import sys
 
+from infra.bench_fleet import template_timeout
 from infra.lambda_invoke import REPO_ROOT
 from infra.local_aws import set_fake_aws_env
+from tests.test_template import FUNCTION_ID, deploy
 
 
 def bench_fleet(*args: str) -> str:
@@ -45,3 +47,8 @@ def test_a_small_fleet_rotates_through_iam_throttling() -> None:
     throttled = re.search(r"IAM calls per rotation: 4\.00 answered \+ ([\d.]+) throttled", out)
     assert throttled is not None and float(throttled.group(1)) > 0, out
     assert "orphans (keys no secret version names): 0" in out
+
+
+def test_the_benchmarks_workers_get_the_timeout_a_default_deployment_has() -> None:
+    # The template resolved as CloudFormation would, with its default parameters.
+    assert template_timeout() == float(deploy().properties(FUNCTION_ID)["Timeout"])
