@@ -75,7 +75,7 @@ def deployment_binding(
     if user is None:
         raise RollbackRefusedError(
             f"Secret {secret_arn} is not bound to an IAM user by its rotation function {function_arn} "
-            "(SMTP_SECRET_BINDINGS), so it may touch no one's keys; nothing was changed. Add the secret to the "
-            "deployment (the template binds the secrets it makes)."
+            "(SMTP_BOUND_USERS, SMTP_SECRET_BINDINGS), so it may touch no one's keys; nothing was changed. Add the "
+            "secret to the deployment (the template binds the secrets it makes)."
         )
     return Binding(function_arn, user, settings)
