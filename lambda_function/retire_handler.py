@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_function import aws_clients
 from lambda_function.access_keys import AccessKeys
 from lambda_function.alarm_topic import AlarmTopic
-from lambda_function.errors import InvalidSettingsError, RetirementError
+from lambda_function.errors import InvalidSettingsError, RetirementError, RotationError, explain_aws_error
 from lambda_function.retirement import Action, Decision, Kind
 from lambda_function.retirement_executor import retire
 from lambda_function.secret_versions import RotatedSecret, SecretVersions, secrets_rotated_by
@@ -111,19 +112,34 @@ def run(
             )
             summary.skipped.append(secret.name)
             continue
+        # One secret must not stop the others, whatever fails (an AWS call, the alarm topic, a bug):
+        # it is one line, and the handler raises at the end.
         try:
             decision = retire(
                 AccessKeys(iam, user), SecretVersions(secrets, secret.arn), settings.retirement, now, logger
             )
-        except Exception as error:  # one secret must not stop the others; the run raises at the end
-            logger.exception("Retirement failed for this secret", secret_id=secret.arn, error=type(error).__name__)
+            summary.deactivated += [a.access_key_id for a in decision.changes if a.kind is Kind.DEACTIVATE]
+            summary.deleted += [a.access_key_id for a in decision.changes if a.kind is Kind.DELETE]
+            summary.held += [a.access_key_id for a in decision.holds]
+            _report(secret, user, decision, topic)
+        except Exception as error:
+            kind, reason, unexpected = _explain(error)
+            logger.error(
+                "Retirement failed for this secret", secret_id=secret.arn, error=kind, reason=reason, exc_info=unexpected
+            )
             summary.failed.append(secret.name)
-            continue
-        summary.deactivated += [a.access_key_id for a in decision.changes if a.kind is Kind.DEACTIVATE]
-        summary.deleted += [a.access_key_id for a in decision.changes if a.kind is Kind.DELETE]
-        summary.held += [a.access_key_id for a in decision.holds]
-        _report(secret, user, decision, topic)
     return summary
+
+
+def _explain(error: Exception) -> tuple[str, str, bool]:
+    """`(error, reason, unexpected)`: what kind of failure, what to do, and whether it is a bug
+    (then the traceback is logged too). As the rotation function's handler says it."""
+    if isinstance(error, RotationError):
+        return type(error).__name__, str(error), False
+    if isinstance(error, ClientError | BotoCoreError):
+        return (*explain_aws_error(error), False)
+    # Not an AWS error and not ours: its message is ours or Python's, never a secret.
+    return type(error).__name__, f"Unexpected error: {error}", True
 
 
 def _report(secret: RotatedSecret, user: str, decision: Decision, topic: AlarmTopic | None) -> None:
@@ -183,12 +199,17 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, list[str]]:
     """One retirement run over every secret of the deployment; raise if any secret failed."""
     now = datetime.now(UTC)
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - LAMBDA_MARGIN_SECONDS
-    settings = Settings.from_env()
-    targets = Targets.from_env()
-    sns = aws_clients.client("sns", deadline=deadline) if targets.alarm_topic_arn else None
-    topic = AlarmTopic(sns, targets.alarm_topic_arn) if sns is not None and targets.alarm_topic_arn else None
-    secrets = aws_clients.client("secretsmanager", deadline=deadline)
-    summary = run(now, settings, targets, secrets, aws_clients.client("iam", deadline=deadline), topic)
+    try:
+        settings = Settings.from_env()
+        targets = Targets.from_env()
+        sns = aws_clients.client("sns", deadline=deadline) if targets.alarm_topic_arn else None
+        topic = AlarmTopic(sns, targets.alarm_topic_arn) if sns is not None and targets.alarm_topic_arn else None
+        secrets = aws_clients.client("secretsmanager", deadline=deadline)
+        summary = run(now, settings, targets, secrets, aws_clients.client("iam", deadline=deadline), topic)
+    except Exception as error:  # bad settings, or ListSecrets failed: no secret was looked at
+        kind, reason, unexpected = _explain(error)
+        logger.error("Retirement run failed", error=kind, reason=reason, exc_info=unexpected)
+        raise
     logger.info("Retirement run done", extra=summary.as_dict())
     if summary.failed:
         metrics.add_metric(name="RetirementFailed", unit=MetricUnit.Count, value=len(summary.failed))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,3 +122,13 @@ def rotated_twice(deployment: Deployment) -> tuple[str, str]:
     old = deployment.current_key()
     deployment.rotate()
     return old, deployment.current_key()
+
+
+def another_secret(deployment: Deployment, user: str, ses: SesSmtpStandIn) -> Deployment:
+    """A second secret of the same deployment (its rotation function, its alarm topic), bound to `user`."""
+    return replace(deployment, arn=create_secret({"iam_user_name": user}, ses), user=user)
+
+
+def emitted_metrics(stdout: str) -> list[dict[str, Any]]:
+    """The CloudWatch embedded-metric-format records a run printed."""
+    return [json.loads(line) for line in stdout.splitlines() if '"_aws"' in line]
