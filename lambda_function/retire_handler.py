@@ -6,8 +6,10 @@ it to, reads the state, decides and acts (`retirement_executor.retire`). Then, p
 emits the metrics ``CurrentKeyAgeDays``, ``ActiveAccessKeys`` and ``PreviousKeyStillInUse``, and
 publishes a message on the alarm topic (``ALARM_TOPIC_ARN``) for every key still in use.
 
-A secret that fails does not stop the others; the run raises at the end, so the function's
-Errors metric (and its alarm) shows it, and the next run picks up where this one stopped. The
+A secret that fails (reading, acting, its metrics or its message on the alarm topic) does not
+stop the others: it is one ERROR line with `error` and `reason`, and the run raises at the end, so
+the function's Errors metric (and its alarm) shows it, and the next run picks up where this one
+stopped. A run that cannot start (bad settings, ListSecrets refused) is one such line too. The
 event is ignored and never logged; `now` is read here, once, and passed down.
 """
 
@@ -125,7 +127,11 @@ def run(
         except Exception as error:
             kind, reason, unexpected = _explain(error)
             logger.error(
-                "Retirement failed for this secret", secret_id=secret.arn, error=kind, reason=reason, exc_info=unexpected
+                "Retirement failed for this secret",
+                secret_id=secret.arn,
+                error=kind,
+                reason=reason,
+                exc_info=unexpected,
             )
             summary.failed.append(secret.name)
     return summary
@@ -171,15 +177,20 @@ def _report(secret: RotatedSecret, user: str, decision: Decision, topic: AlarmTo
 
 
 def _in_use_message(secret: RotatedSecret, user: str, action: Action) -> tuple[str, str]:
-    last = action.last_used.isoformat(timespec="seconds") if action.last_used else "unknown"
+    last = _seconds(action.last_used) if action.last_used else "unknown"
     if action.kind is Kind.HOLD:
         subject = f"SES SMTP: old key still in use ({secret.name})"
-        outcome = (
-            f"It stays Active while in use, at most until {action.due.isoformat(timespec='seconds')} "
-            "(PREVIOUS_KEY_IDLE_HOURS, PREVIOUS_KEY_MAX_ACTIVE_HOURS); the next run looks again."
-            if action.due
-            else "It stays Active while in use; the next run looks again."
-        )
+        outcome = "It stays Active while it is in use; the next run looks again."
+        if action.due is not None and (action.latest is None or action.due < action.latest):
+            outcome += (
+                f" If it is not used again, it is stopped at the first run after {_seconds(action.due)} "
+                "(PREVIOUS_KEY_IDLE_HOURS after its last use)."
+            )
+        if action.latest is not None:
+            outcome += (
+                f" In use or not, it is stopped at the first run after {_seconds(action.latest)} "
+                "(PREVIOUS_KEY_MAX_ACTIVE_HOURS after the rotation)."
+            )
     else:
         subject = f"SES SMTP: old key stopped while in use ({secret.name})"
         outcome = f"It was held for the longest time allowed (PREVIOUS_KEY_MAX_ACTIVE_HOURS) and is now {action.kind}d."
@@ -191,6 +202,10 @@ def _in_use_message(secret: RotatedSecret, user: str, action: Action) -> tuple[s
         f"Reason: {action.reason}"
     )
     return subject, message
+
+
+def _seconds(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)

@@ -110,9 +110,11 @@ class Action:
     reason: str
     status: str  # the key's status when decided
     last_used: datetime | None
-    # When the next step is due (deactivation or deletion); None when there is none.
+    # When the next step is due (deactivation or deletion); None when there is none. For a hold:
+    # when the key stops if it is not used again (its last use + idle_hours, or `latest`).
     due: datetime | None = None
     in_use: bool = False  # held because in use, or stopped at the longest hold although in use
+    latest: datetime | None = None  # a hold: when it stops, in use or not (T0 + max_active_hours)
 
 
 @dataclass(frozen=True)
@@ -208,9 +210,16 @@ def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementP
 
 
 def _action(
-    kind: Kind, key: Key, role: Role, reason: str, due: datetime | None = None, *, in_use: bool = False
+    kind: Kind,
+    key: Key,
+    role: Role,
+    reason: str,
+    due: datetime | None = None,
+    *,
+    in_use: bool = False,
+    latest: datetime | None = None,
 ) -> Action:
-    return Action(kind, key.access_key_id, role, reason, key.status, key.last_used, due, in_use)
+    return Action(kind, key.access_key_id, role, reason, key.status, key.last_used, due, in_use, latest)
 
 
 def _deletion(key: Key, role: Role, anchor: datetime, policy: RetirementPolicy, now: datetime) -> Action:
@@ -257,6 +266,7 @@ def _retire_previous(key: Key, t0: datetime, policy: RetirementPolicy, now: date
             f"still in use (last used {_at(last)}): held Active until idle or {_at(limit)}",
             due,
             in_use=True,
+            latest=limit,
         )
     if in_use:
         why = f"still in use (last used {_at(last)}) but held the longest allowed (until {_at(limit)})"

@@ -65,6 +65,9 @@ class Deployment:
     def current_key(self) -> str:
         return str(current(self.arn)["username"])
 
+    def name(self) -> str:
+        return secrets_client().describe_secret(SecretId=self.arn)["Name"]
+
     def time_passes(self, delta: timedelta) -> None:
         time_passes(self.arn, self.user, delta)
 
@@ -132,3 +135,14 @@ def another_secret(deployment: Deployment, user: str, ses: SesSmtpStandIn) -> De
 def emitted_metrics(stdout: str) -> list[dict[str, Any]]:
     """The CloudWatch embedded-metric-format records a run printed."""
     return [json.loads(line) for line in stdout.splitlines() if '"_aws"' in line]
+
+
+def secret_metrics(stdout: str, secret_name: str) -> dict[str, float]:
+    """{metric name: value} of the records a run printed for one secret (dimension SecretName)."""
+    return {
+        metric["Name"]: record[metric["Name"]][0]
+        for record in emitted_metrics(stdout)
+        if record.get("SecretName") == secret_name
+        for directive in record["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }

@@ -8,8 +8,9 @@ Every run also checks that AWSCURRENT's key is Active and that the user holds at
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from mypy_boto3_iam import IAMClient
@@ -17,13 +18,25 @@ from mypy_boto3_iam import IAMClient
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RetirementError
-from tests.retirement_support import Deployment, deploy, rotated_twice
+from tests.retirement_support import Deployment, deploy, rotated_twice, secret_metrics
 from tests.support import Crash, current, failing_call, invoke, secrets_client, smtp_login_code, stages
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
+MINUTE = timedelta(minutes=1)
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+
+
+def created(deployment: Deployment, access_key_id: str) -> datetime:
+    """An access key's CreateDate, as IAM reports it."""
+    (key,) = [
+        k
+        for k in deployment.iam.list_access_keys(UserName=deployment.user)["AccessKeyMetadata"]
+        if k["AccessKeyId"] == access_key_id
+    ]
+    return key["CreateDate"]
 
 
 @pytest.fixture
@@ -60,18 +73,34 @@ def test_a_second_run_at_the_same_time_changes_nothing(deployment: Deployment) -
     assert deployment.keys() == {old: "Inactive", new: "Active"}
 
 
-def test_an_old_key_in_use_is_held_and_announced_then_deactivated_at_the_maximum(deployment: Deployment) -> None:
+def test_an_old_key_in_use_is_held_and_announced_then_deactivated_at_the_maximum(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     old, new = rotated_twice(deployment)
+    rotated = created(deployment, new)
     deployment.time_passes(25 * H)
-    deployment.key_used(old, ago=10 * 60 * timedelta(seconds=1))
+    rotated -= 25 * H
+    used = datetime.now(UTC) - 10 * MINUTE
+    deployment.key_used(old, ago=10 * MINUTE)
+    capsys.readouterr()
 
     held = deployment.retire()
 
     assert held["held"] == [old]
     assert deployment.keys() == {old: "Active", new: "Active"}
+    # Announced three ways: the metric, a WARNING line naming the key and its last use, a message.
+    signals = secret_metrics(capsys.readouterr().out, deployment.name())
+    assert (signals["PreviousKeyStillInUse"], signals["ActiveAccessKeys"]) == (1, 2)
+    (warning,) = [r for r in caplog.records if r.getMessage() == "Previous access key still in use; kept Active"]
+    assert (warning.levelname, warning.__dict__["key_id"]) == ("WARNING", old)
+    assert abs(datetime.fromisoformat(warning.__dict__["last_used"]) - used) < timedelta(seconds=1)
     (message,) = deployment.messages()
-    assert old in message["Message"]
-    assert "last used at" in message["Message"] and deployment.user in message["Message"]
+    assert old in message["Message"] and deployment.user in message["Message"]
+    # It says when the key stops if it is not used again, and the latest it can stay Active.
+    last_used, idle_end, latest = [datetime.fromisoformat(t) for t in TIMESTAMP.findall(message["Message"])]
+    assert abs(last_used - used) < timedelta(seconds=1)
+    assert idle_end == last_used + H
+    assert abs(latest - (rotated + 168 * H)) < timedelta(seconds=2)
 
     deployment.time_passes(140 * H)  # 165 h after the rotation, still in use
     deployment.key_used(old)
