@@ -25,14 +25,29 @@ depend on whatever key they have. A key is then never current when it was create
 first rotation began (the oldest version that names a key).
 
 **The clock, without state.** IAM does not record when a key was deactivated, and Secrets Manager
-does not record when a label moved. The clock of a retiring key starts at `T0`, the later of the
-AWSCURRENT version's CreatedDate and its key's CreateDate. Both come before the promotion: the
-version is created when the rotation begins and the key by createSecret, and the label moves at
-finishSecret, normally seconds later (at most the rotation window when Secrets Manager retries),
-so the grace period can only be shorter by that. A version written by hand with PutSecretValue
-becomes current when it is created, so `T0` is then exact. After a rollback `T0` is the old
-version's date, so the key rolled away from has no grace left: it stops at the next run unless it
-is in use, and its deletion counts from its last use.
+does not record when a label moved. The clock of a retiring key starts at `T0`, when AWSCURRENT's
+key became current: the CreatedDate of the earliest version naming that key, or the key's
+CreateDate if later (`became_current`). A rotation creates its version when it begins and the
+key in createSecret, and moves the label at finishSecret, normally seconds later (at most the
+rotation window when Secrets Manager retries), so the grace period can only be shorter by that.
+
+Why the earliest version naming the key, not AWSCURRENT's own: editing the secret by hand
+(PutSecretValue of the same key, to change `sender`, say) makes a new AWSCURRENT version. Dating
+`T0` by it would restart the previous key's grace at every edit, and edits every 20 hours would
+keep two keys Active for ever (CIS 1.13). The versions are all listed already
+(ListSecretVersionIds), and the ones to read are few: none in the usual case (AWSCURRENT's
+version is older than its key, so `T0` is the key's CreateDate), one per edit since the rotation
+otherwise (`retirement_executor`). The secret's LastRotatedDate (ListSecrets) was considered and
+left out: AWS documents it as the last *successful rotation*, null once rotation is turned off
+(CancelRotateSecret, which the runbook uses), and it says nothing of which key is current; an
+edit that puts in another key (a console key, by hand) would then date the key it replaced from
+the rotation rather than from the edit. With the earliest version naming the key, such an edit
+is a new key whose `T0` is the edit, and the key it replaced retires from there. A version that
+names the key but was never current (a cancelled rotation whose value someone then copied into
+AWSCURRENT by hand) dates `T0` early: the grace is then shorter, never longer.
+
+After a rollback `T0` is the old version's date, so the key rolled away from has no grace left:
+it stops at the next run unless it is in use, and its deletion counts from its last use.
 
 - Planned deactivation: `T0 + active_hours`. A key used after `T0` and within the last
   `idle_hours` is *held* Active (announced on every run) until it goes idle or until
@@ -154,8 +169,10 @@ def _at(moment: datetime | None) -> str:
 def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementPolicy, now: datetime) -> Decision:
     """One action per key of the bound user, with its reason, and the compliance figures.
 
-    `versions` may leave out versions never read, as long as every labelled version is in and,
-    when no usable current key exists, the oldest version that names a key.
+    `versions` may leave out versions never read, as long as every labelled version is in; when
+    AWSCURRENT's version is newer than its key, every version from the key's creation on (and the
+    newest before it, the rotation's); when no usable current key exists, the oldest version that
+    names a key.
     """
     by_id = {key.access_key_id: key for key in keys}
     current_version = _labelled(versions, CURRENT)
@@ -179,10 +196,8 @@ def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementP
             reason = f"a rotation is in progress (AWSPENDING on version {pending_version.version_id})"
             actions.append(_action(Kind.KEEP, key, Role.PENDING, reason))
         elif current_key is not None and usable:
-            assert current_version is not None
             if key.access_key_id == previous_id or key.created < current_key.created:
-                t0 = max(current_version.created, current_key.created)
-                actions.append(_retire_previous(key, t0, policy, now))
+                actions.append(_retire_previous(key, became_current(current_key, versions), policy, now))
             else:
                 actions.append(_retire_never_current(key, policy, now))
         else:
@@ -207,6 +222,17 @@ def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementP
         active_keys=sum(1 for key in keys if key.status == ACTIVE),
         max_key_age_days=policy.max_key_age_days,
     )
+
+
+def became_current(key: Key, versions: Sequence[Version]) -> datetime:
+    """`T0`, when `key` became AWSCURRENT's key: the earliest version naming it, or the key's own
+    creation if later (the rotation's version is created before createSecret makes the key).
+
+    The earliest, not AWSCURRENT's own version: an edit by hand (PutSecretValue naming the same
+    key) makes a new AWSCURRENT version, and must not restart the previous key's grace period.
+    """
+    named = [version.created for version in versions if version.access_key_id == key.access_key_id]
+    return max(key.created, min(named)) if named else key.created
 
 
 def _action(

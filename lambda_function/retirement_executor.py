@@ -95,6 +95,38 @@ def _with_history(state: State, secrets: SecretVersions) -> State:
     return State(state.keys, versions, state.current_user, state.listing)
 
 
+def _dating_current_key(state: State, secrets: SecretVersions) -> State:
+    """Add the versions that tell when AWSCURRENT's key became current (`retirement.became_current`).
+
+    Only when AWSCURRENT's version is newer than its key, i.e. the secret was written since the
+    rotation that made the key (an edit by hand): then the versions before AWSCURRENT's, newest
+    first, down to the rotation's own (the newest created at or before the key, which names it;
+    every version of that same CreatedDate, in case two share it). Nothing to read in the usual
+    case; one GetSecretValue per unlabelled version otherwise (labelled ones are read already).
+    """
+    current = next((v for v in state.versions if CURRENT in v.labels), None)
+    key = next((k for k in state.keys if current is not None and k.access_key_id == current.access_key_id), None)
+    if current is None or key is None or current.created <= key.created:
+        return state
+    known = {version.version_id: version for version in state.versions}
+    versions = list(state.versions)
+    older = sorted((e for e in state.listing if e.created < current.created), key=lambda e: e.created, reverse=True)
+    boundary: datetime | None = None  # the CreatedDate of the newest version created at or before the key
+    for entry in older:
+        if entry.created <= key.created:
+            boundary = boundary or entry.created
+            if entry.created < boundary:
+                break
+        version = known.get(entry.version_id)
+        if version is None:
+            username, _ = _fields(secrets.value_of_version(entry.version_id))
+            version = Version(entry.version_id, entry.labels, entry.created, username)
+            versions.append(version)
+        if boundary is not None and version.access_key_id == key.access_key_id:
+            break  # the rotation that made the key: it became current then
+    return State(state.keys, versions, state.current_user, state.listing)
+
+
 def _needs_history(decision: Decision, state: State) -> bool:
     """Whether a key left alone might be a failed rotation's key named only by an unlabelled version."""
     named = {version.access_key_id for version in state.versions}
@@ -121,6 +153,7 @@ def retire(
             f"Secret {secrets.secret_id} is bound to IAM user {keys.user_name}, but its AWSCURRENT version "
             f"names {state.current_user}; nothing was retired. Fix the secret's iam_user_name or the binding."
         )
+    state = _dating_current_key(state, secrets)
     decision = decide(state.keys, state.versions, policy, now)
     if _needs_history(decision, state):
         state = _with_history(state, secrets)

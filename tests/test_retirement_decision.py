@@ -4,7 +4,7 @@ release's PREVIOUS_KEY_ACTION. Pure: no moto, no clock, no sleeping.
 
 The story every case shares: the secret was created at BOOT, rotation 1 made key K1 (version V1),
 rotation 2 began at T0 (version V2) and made key K2, now AWSCURRENT. The clock of a retiring key
-starts at T0 (the later of AWSCURRENT's CreatedDate and its key's CreateDate).
+starts at T0, when K2 became current (the earliest version naming it, or K2's CreateDate if later).
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def versions(previous_names: str | None = "AKIAPREVIOUS00000001", *extra: Versio
 
 @dataclass(frozen=True)
 class Case:
-    """One row: the other key's state, the moment, the policy, and what must be decided for it."""
+    """One row: a key's state, the moment, the policy, and what must be decided for it.
+
+    The user's other keys are `others` (AWSCURRENT's among them, unless the case has none usable).
+    """
 
     key: Key
     now: datetime
@@ -58,6 +61,7 @@ class Case:
     role: Role = Role.PREVIOUS
     policy: RetirementPolicy = DEFAULT
     versions: tuple[Version, ...] = tuple(versions())
+    others: tuple[Key, ...] = (CURRENT_KEY,)
 
 
 ADOPTED = Key("AKIACONSOLE000000000", "Active", BOOT - 300 * D, None)  # made in the SES console
@@ -66,6 +70,43 @@ FAILED_VERSION = Version("v3", (), T0 + 30 * D, FAILED.access_key_id)
 PENDING_VERSION = Version("v3", ("AWSPENDING",), T0 + 30 * D, FAILED.access_key_id)
 PENDING_UNWRITTEN = Version("v3", ("AWSPENDING",), T0 + 30 * D, None)  # createSecret made the key, no put yet
 USED_IN_GRACE = T0 + 23 * H + 30 * 60 * SECOND  # used 30 min before the grace period ends
+SOON_AFTER = RetirementPolicy(active_hours=0.5)  # the last use at T0 +- 1 s is then within the idle hour
+
+# Hand edits of the secret (PutSecretValue with the same key, to change `sender`): each is a new
+# AWSCURRENT version naming the current key; the rotation's version V2 ends up unlabelled.
+EDITED_ONCE = (
+    BOOTSTRAP,
+    Version("v1", (), V1_CREATED, previous_key().access_key_id),
+    Version("v2", ("AWSPREVIOUS",), T0 - 5 * SECOND, CURRENT_KEY.access_key_id),
+    Version("v3", ("AWSCURRENT",), T0 + 2 * H, CURRENT_KEY.access_key_id),
+)
+EDITED_TWICE = (
+    BOOTSTRAP,
+    Version("v1", (), V1_CREATED, previous_key().access_key_id),
+    Version("v2", (), T0 - 5 * SECOND, CURRENT_KEY.access_key_id),
+    Version("v3", ("AWSPREVIOUS",), T0 + 20 * H, CURRENT_KEY.access_key_id),
+    Version("v4", ("AWSCURRENT",), T0 + 40 * H, CURRENT_KEY.access_key_id),
+)
+# A hand edit that puts another key in (made by hand an hour earlier): the rotation's key K2
+# stopped being current at the edit.
+HAND_KEY = Key("AKIAHANDMADE00000004", "Active", T0 + H, None)
+EDITED_TO_HAND_KEY = (
+    BOOTSTRAP,
+    Version("v1", (), V1_CREATED, previous_key().access_key_id),
+    Version("v2", ("AWSPREVIOUS",), T0 - 5 * SECOND, CURRENT_KEY.access_key_id),
+    Version("v3", ("AWSCURRENT",), T0 + 2 * H, HAND_KEY.access_key_id),
+)
+# The first rotation (V1) was cancelled: AWSCURRENT is still the bootstrap version, naming no key.
+FIRST_CANCELLED = (
+    Version("v0", ("AWSCURRENT",), BOOT, None),
+    Version("v1", (), V1_CREATED, FAILED.access_key_id),
+)
+FIRST_FAILED = replace(FAILED, created=V1_CREATED + 2 * SECOND)
+
+
+def other_key(created: datetime) -> Key:
+    return Key("AKIAOTHER00000000005", "Active", created, None)
+
 
 TABLE: dict[str, Case] = {
     # A previous key, never used after the rotation: Active 24 h, Inactive 7 days, then deleted.
@@ -76,7 +117,13 @@ TABLE: dict[str, Case] = {
         previous_key(last_used=T0 - 10 * 60 * SECOND),
         T0 + 30 * 60 * SECOND + SECOND,
         Kind.DEACTIVATE,
-        policy=RetirementPolicy(active_hours=0.5),
+        policy=SOON_AFTER,
+    ),
+    "previous-used-just-before-promotion-is-not-held": Case(
+        previous_key(last_used=T0 - SECOND), T0 + 30 * 60 * SECOND + SECOND, Kind.DEACTIVATE, policy=SOON_AFTER
+    ),
+    "previous-used-just-after-promotion-is-held": Case(
+        previous_key(last_used=T0 + SECOND), T0 + 30 * 60 * SECOND + SECOND, Kind.HOLD, policy=SOON_AFTER
     ),
     "previous-inactive-just-before-window-ends": Case(
         previous_key("Inactive"), T0 + 24 * H + 7 * D - SECOND, Kind.KEEP
@@ -109,21 +156,35 @@ TABLE: dict[str, Case] = {
     # A key that pre-dates the first rotation (adopted console key) retires like a previous key.
     "adopted-just-before-grace-ends": Case(ADOPTED, T0 + 24 * H - SECOND, Kind.KEEP),
     "adopted-just-after-grace-ends": Case(ADOPTED, T0 + 24 * H + SECOND, Kind.DEACTIVATE),
+    "adopted-used-after-the-rotation-is-held": Case(
+        replace(ADOPTED, last_used=USED_IN_GRACE), T0 + 24 * H + SECOND, Kind.HOLD
+    ),
+    "adopted-inactive-just-before-window-ends": Case(
+        replace(ADOPTED, status="Inactive"), T0 + 24 * H + 7 * D - SECOND, Kind.KEEP
+    ),
     "adopted-inactive-just-after-window-ends": Case(
         replace(ADOPTED, status="Inactive"), T0 + 24 * H + 7 * D + SECOND, Kind.DELETE
     ),
-    # A key that was current before someone edited the secret (AWSPREVIOUS now names the current key).
-    # (V3 written by hand at T0 + 2 h: its CreatedDate is when it became current.)
-    "previous-after-a-hand-edit-keeps-its-grace": Case(
-        previous_key(),
-        T0 + 26 * H - SECOND,
-        Kind.KEEP,
-        versions=(
-            BOOTSTRAP,
-            Version("v1", (), V1_CREATED, previous_key().access_key_id),
-            Version("v2", ("AWSPREVIOUS",), T0 - 5 * SECOND, CURRENT_KEY.access_key_id),
-            Version("v3", ("AWSCURRENT",), T0 + 2 * H, CURRENT_KEY.access_key_id),
-        ),
+    # Editing the secret by hand (same key) restarts nothing: the clock starts when the key first
+    # became current, the earliest version naming it, however many edits followed.
+    "previous-after-a-hand-edit-just-before-grace-ends": Case(
+        previous_key(), T0 + 24 * H - SECOND, Kind.KEEP, versions=EDITED_ONCE
+    ),
+    "previous-after-a-hand-edit-just-after-grace-ends": Case(
+        previous_key(), T0 + 24 * H + SECOND, Kind.DEACTIVATE, versions=EDITED_ONCE
+    ),
+    "previous-after-two-hand-edits-just-before-grace-ends": Case(
+        previous_key(), T0 + 24 * H - SECOND, Kind.KEEP, versions=EDITED_TWICE
+    ),
+    "previous-after-two-hand-edits-just-after-grace-ends": Case(
+        previous_key(), T0 + 24 * H + SECOND, Kind.DEACTIVATE, versions=EDITED_TWICE
+    ),
+    # A hand edit that puts in another key: the key it replaced retires from the edit on.
+    "replaced-by-a-hand-edit-just-before-grace-ends": Case(
+        CURRENT_KEY, T0 + 26 * H - SECOND, Kind.KEEP, versions=EDITED_TO_HAND_KEY, others=(HAND_KEY,)
+    ),
+    "replaced-by-a-hand-edit-just-after-grace-ends": Case(
+        CURRENT_KEY, T0 + 26 * H + SECOND, Kind.DEACTIVATE, versions=EDITED_TO_HAND_KEY, others=(HAND_KEY,)
     ),
     # The key of a failed or cancelled rotation: deactivated at once, deleted after the window.
     "never-current-active-is-deactivated-at-once": Case(
@@ -151,6 +212,20 @@ TABLE: dict[str, Case] = {
     "key-made-by-a-pending-createsecret-before-its-put-is-left-alone": Case(
         FAILED, T0 + 90 * D, Kind.KEEP, Role.PENDING, versions=(*versions(), PENDING_UNWRITTEN)
     ),
+    "key-created-just-before-the-pending-version-is-never-current": Case(
+        other_key(PENDING_UNWRITTEN.created - SECOND),
+        T0 + 90 * D,
+        Kind.DEACTIVATE,
+        Role.NEVER_CURRENT,
+        versions=(*versions(), PENDING_UNWRITTEN),
+    ),
+    "key-created-just-after-the-pending-version-is-left-alone": Case(
+        other_key(PENDING_UNWRITTEN.created + SECOND),
+        T0 + 90 * D,
+        Kind.KEEP,
+        Role.PENDING,
+        versions=(*versions(), PENDING_UNWRITTEN),
+    ),
     "pending-label-on-the-current-version-is-no-rotation-in-progress": Case(
         FAILED,
         FAILED.created + SECOND,
@@ -160,6 +235,24 @@ TABLE: dict[str, Case] = {
             *versions()[:2],
             Version("v2", ("AWSCURRENT", "AWSPENDING"), T0 - 5 * SECOND, CURRENT_KEY.access_key_id),
         ),
+    ),
+    # No usable current key (the first rotation was cancelled): only a key created since the first
+    # rotation began, and named by neither AWSCURRENT nor AWSPREVIOUS, can be a failed rotation's.
+    "no-current-key-created-just-before-the-first-rotation-is-left-alone": Case(
+        other_key(V1_CREATED - SECOND),
+        V1_CREATED + 400 * D,
+        Kind.KEEP,
+        Role.UNRESOLVED,
+        versions=FIRST_CANCELLED,
+        others=(FIRST_FAILED,),
+    ),
+    "no-current-key-created-just-after-the-first-rotation-is-never-current": Case(
+        other_key(V1_CREATED + SECOND),
+        V1_CREATED + 400 * D,
+        Kind.DEACTIVATE,
+        Role.NEVER_CURRENT,
+        versions=FIRST_CANCELLED,
+        others=(FIRST_FAILED,),
     ),
     # Immediate policies (finishSecret): no grace, no hold, in use or not.
     "deactivate-at-finish": Case(previous_key(), T0 + SECOND, Kind.DEACTIVATE, policy=DEACTIVATE_AT_FINISH),
@@ -186,11 +279,11 @@ TABLE: dict[str, Case] = {
 
 @pytest.mark.parametrize("case", TABLE.values(), ids=TABLE.keys())
 def test_decision_table(case: Case) -> None:
-    decision = decide([CURRENT_KEY, case.key], case.versions, case.policy, case.now)
-    (other,) = [a for a in decision.actions if a.access_key_id == case.key.access_key_id]
-    assert (other.kind, other.role) == (case.expected, case.role), other.reason
-    (current,) = [a for a in decision.actions if a.access_key_id == CURRENT_KEY.access_key_id]
-    assert (current.kind, current.role) == (Kind.KEEP, Role.CURRENT)
+    decision = decide([*case.others, case.key], case.versions, case.policy, case.now)
+    (action,) = [a for a in decision.actions if a.access_key_id == case.key.access_key_id]
+    assert (action.kind, action.role) == (case.expected, case.role), action.reason
+    current = [a for a in decision.actions if a.access_key_id == decision.current_key_id]
+    assert [(a.kind, a.role) for a in current] == ([(Kind.KEEP, Role.CURRENT)] if decision.current_key_id else [])
 
 
 def test_every_hold_names_the_key_and_its_last_use() -> None:

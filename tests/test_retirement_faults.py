@@ -9,6 +9,7 @@ new call in the run is covered without touching this file.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from mypy_boto3_iam import IAMClient
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RetirementError
 from tests.retirement_support import Deployment, deploy
-from tests.support import Crash, secrets_client
+from tests.support import Crash, current, secrets_client
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
@@ -69,9 +70,9 @@ def fault(when: str, call: str, occurrence: int) -> Iterator[None]:
         events.unregister(event, crash)
 
 
-# Each scenario brings a deployment to the moment a run has something to do; returns what it
-# expects afterwards: {key role: status or None for deleted}, by names from the scenario.
-Scenario = Callable[[Deployment], dict[str, str | None]]
+# Each scenario brings a deployment to the moment a run has something to do (settings through
+# the monkeypatch); returns what it expects afterwards: {key: status, or None for deleted}.
+Scenario = Callable[[Deployment, pytest.MonkeyPatch], dict[str, str | None]]
 
 
 def two_keys(deployment: Deployment) -> tuple[str, str]:
@@ -81,13 +82,13 @@ def two_keys(deployment: Deployment) -> tuple[str, str]:
     return old, deployment.current_key()
 
 
-def grace_over(deployment: Deployment) -> dict[str, str | None]:
+def grace_over(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
     old, new = two_keys(deployment)
     deployment.time_passes(25 * H)
     return {old: "Inactive", new: "Active"}
 
 
-def window_over(deployment: Deployment) -> dict[str, str | None]:
+def window_over(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
     old, new = two_keys(deployment)
     deployment.time_passes(25 * H)
     deployment.iam.update_access_key(UserName=deployment.user, AccessKeyId=old, Status="Inactive")
@@ -95,14 +96,14 @@ def window_over(deployment: Deployment) -> dict[str, str | None]:
     return {old: None, new: "Active"}
 
 
-def still_in_use(deployment: Deployment) -> dict[str, str | None]:
+def still_in_use(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
     old, new = two_keys(deployment)
     deployment.time_passes(25 * H)
     deployment.key_used(old)
     return {old: "Active", new: "Active"}
 
 
-def cancelled_rotation(deployment: Deployment) -> dict[str, str | None]:
+def cancelled_rotation(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
     deployment.rotate()
     good = deployment.current_key()
     token = deployment.rotate(steps=("createSecret", "setSecret"))
@@ -113,11 +114,55 @@ def cancelled_rotation(deployment: Deployment) -> dict[str, str | None]:
     return {good: "Active", failed: "Inactive"}
 
 
+def cancelled_first_rotation(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """An adopted console key, then a first rotation that failed and was cancelled: AWSCURRENT
+    names no key, and the run finds the failed key through the unlabelled version naming it."""
+    console = deployment.iam.create_access_key(UserName=deployment.user)["AccessKey"]["AccessKeyId"]
+    deployment.time_passes(30 * D)
+    token = deployment.rotate(steps=("createSecret", "setSecret"))
+    (failed,) = set(deployment.keys()) - {console}
+    secrets_client().update_secret_version_stage(
+        SecretId=deployment.arn, VersionStage="AWSPENDING", RemoveFromVersionId=token
+    )
+    return {console: "Active", failed: "Inactive"}
+
+
+def no_inactive_period(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """PREVIOUS_KEY_INACTIVE_DAYS=0: the grace period over, the previous key is deleted at once."""
+    monkeypatch.setenv("PREVIOUS_KEY_INACTIVE_DAYS", "0")
+    old, new = two_keys(deployment)
+    deployment.time_passes(25 * H)
+    return {old: None, new: "Active"}
+
+
+def edited_by_hand(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """Two edits of the secret by hand since the rotation (same key), at +10 h and +20 h: at
+    +25 h the grace period is over (it counts from the rotation, not from an edit)."""
+    deployment.rotate()
+    old = deployment.current_key()
+    deployment.time_passes(H)  # versions a second apart at least (moto dates them to the second)
+    deployment.rotate()
+    new = deployment.current_key()
+    edit_by_hand(deployment, 10 * H)
+    edit_by_hand(deployment, 10 * H)
+    deployment.time_passes(5 * H)
+    return {old: "Inactive", new: "Active"}
+
+
+def edit_by_hand(deployment: Deployment, after: timedelta) -> None:
+    deployment.time_passes(after)
+    document = {**current(deployment.arn), "sender": f"{uuid.uuid4().hex[:8]}@example.com"}
+    secrets_client().put_secret_value(SecretId=deployment.arn, SecretString=json.dumps(document))
+
+
 SCENARIOS: dict[str, Scenario] = {
     "deactivate-after-grace": grace_over,
     "delete-after-window": window_over,
     "hold-in-use": still_in_use,
     "deactivate-cancelled-rotation": cancelled_rotation,
+    "deactivate-cancelled-first-rotation": cancelled_first_rotation,
+    "delete-with-no-inactive-period": no_inactive_period,
+    "deactivate-after-hand-edits": edited_by_hand,
 }
 
 
@@ -138,7 +183,7 @@ def test_a_fault_at_any_call_of_a_run_then_another_run_converges(
         user = f"ses-smtp-test-{uuid.uuid4().hex[:12]}"
         iam_client.create_user(UserName=user)
         deployment = deploy(iam_client, user, ses_smtp, monkeypatch)
-        return deployment, scenario(deployment)
+        return deployment, scenario(deployment, monkeypatch)
 
     reference, expected = fresh()
     with recorded_calls() as calls:
@@ -165,7 +210,7 @@ def test_a_retirement_run_makes_few_aws_calls_per_secret(
 ) -> None:
     """The steady state: one previous key past its grace period, one current key."""
     deployment = deploy(iam_client, iam_user, ses_smtp, monkeypatch)
-    grace_over(deployment)
+    grace_over(deployment, monkeypatch)
     with recorded_calls() as calls:
         deployment.retire(check=False)
     # Once per run: ListSecrets, one page per 100 secrets of the account (moto holds every test's).
@@ -178,4 +223,25 @@ def test_a_retirement_run_makes_few_aws_calls_per_secret(
         "secrets-manager.GetSecretValue",  # AWSPREVIOUS: the previous key
         "iam.GetAccessKeyLastUsed",  # evidence of use, for every key but AWSCURRENT's
         "iam.UpdateAccessKey",  # the deactivation
+    ]
+
+
+def test_after_edits_by_hand_a_run_reads_one_more_version_per_edit(
+    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWSCURRENT's key is dated by the earliest version naming it: after two edits the rotation's
+    version is unlabelled, and read by its ID; the edit labelled AWSPREVIOUS is read already."""
+    deployment = deploy(iam_client, iam_user, ses_smtp, monkeypatch)
+    edited_by_hand(deployment, monkeypatch)
+    with recorded_calls() as calls:
+        deployment.retire(check=False)
+    pages = calls.count("secrets-manager.ListSecrets")
+    assert calls[pages:] == [
+        "iam.ListAccessKeys",
+        "secrets-manager.ListSecretVersionIds",
+        "secrets-manager.GetSecretValue",  # AWSCURRENT: the second edit
+        "secrets-manager.GetSecretValue",  # AWSPREVIOUS: the first edit, same key
+        "iam.GetAccessKeyLastUsed",
+        "secrets-manager.GetSecretValue",  # the rotation's version, unlabelled: when the key became current
+        "iam.UpdateAccessKey",
     ]

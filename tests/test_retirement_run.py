@@ -247,3 +247,17 @@ def test_a_secret_whose_current_version_names_another_user_is_refused_and_nothin
     with pytest.raises(RetirementError):
         deployment.retire()
     assert deployment.keys() == {old: "Active", new: "Active"}
+
+
+def test_editing_the_secret_by_hand_does_not_restart_the_previous_keys_grace(deployment: Deployment) -> None:
+    old, new = rotated_twice(deployment)
+    client = secrets_client()
+    for sender in ("billing@example.com", "alerts@example.com"):  # edits at +10 h and +20 h, same key
+        deployment.time_passes(10 * H)
+        document = {**current(deployment.arn), "sender": sender}
+        client.put_secret_value(SecretId=deployment.arn, SecretString=json.dumps(document))
+        assert deployment.current_key() == new
+    deployment.time_passes(5 * H)  # 25 h after the rotation: the grace period is over
+
+    assert deployment.retire()["deactivated"] == [old]
+    assert deployment.keys() == {old: "Inactive", new: "Active"}
