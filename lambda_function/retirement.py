@@ -35,16 +35,19 @@ Why the earliest version naming the key, not AWSCURRENT's own: editing the secre
 (PutSecretValue of the same key, to change `sender`, say) makes a new AWSCURRENT version. Dating
 `T0` by it would restart the previous key's grace at every edit, and edits every 20 hours would
 keep two keys Active for ever (CIS 1.13). The versions are all listed already
-(ListSecretVersionIds), and the ones to read are few: none in the usual case (AWSCURRENT's
-version is older than its key, so `T0` is the key's CreateDate), one per edit since the rotation
-otherwise (`retirement_executor`). The secret's LastRotatedDate (ListSecrets) was considered and
-left out: AWS documents it as the last *successful rotation*, null once rotation is turned off
-(CancelRotateSecret, which the runbook uses), and it says nothing of which key is current; an
-edit that puts in another key (a console key, by hand) would then date the key it replaced from
-the rotation rather than from the edit. With the earliest version naming the key, such an edit
-is a new key whose `T0` is the edit, and the key it replaced retires from there. A version that
-names the key but was never current (a cancelled rotation whose value someone then copied into
-AWSCURRENT by hand) dates `T0` early: the grace is then shorter, never longer.
+(ListSecretVersionIds), and the ones to read are few: none in the usual case (AWSCURRENT's version
+is the rotation's, and AWSPREVIOUS names the key it replaced), at most one per edit since the
+rotation otherwise (`retirement_executor`). Whether Secrets Manager dates the rotation's version
+by RotateSecret (before the key) or by the PutSecretValue that fills it (seconds after; moto
+does), `T0` is within seconds of the rotation. The secret's LastRotatedDate (ListSecrets) was
+considered and left out: AWS documents it as the last *successful rotation*, null once rotation is
+turned off (CancelRotateSecret, which the runbook uses), and it says nothing of which key is
+current; an edit that puts in another key (a console key, by hand) would then date the key it
+replaced from the rotation rather than from the edit. With the earliest version naming the key,
+such an edit is a new key whose `T0` is the edit, and the key it replaced retires from there. A
+version that names the key but was never current (a cancelled rotation whose value someone then
+copied into AWSCURRENT by hand, then edited) can date `T0` early: the grace is then shorter, never
+longer.
 
 After a rollback `T0` is the old version's date, so the key rolled away from has no grace left:
 it stops at the next run unless it is in use, and its deletion counts from its last use.
@@ -170,9 +173,9 @@ def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementP
     """One action per key of the bound user, with its reason, and the compliance figures.
 
     `versions` may leave out versions never read, as long as every labelled version is in; when
-    AWSCURRENT's version is newer than its key, every version from the key's creation on (and the
-    newest before it, the rotation's); when no usable current key exists, the oldest version that
-    names a key.
+    AWSCURRENT's version is newer than its key and AWSPREVIOUS names that key too (an edit), every
+    version from the key's creation on (and the newest before it, the rotation's); when no usable
+    current key exists, the oldest version that names a key.
     """
     by_id = {key.access_key_id: key for key in keys}
     current_version = _labelled(versions, CURRENT)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
@@ -27,6 +27,11 @@ from lambda_function.secret_versions import SecretVersions, VersionListing
 from lambda_function.settings import RetirementPolicy
 
 _LABELS = (CURRENT, PREVIOUS, PENDING)
+# createSecret stores the version naming a new key within seconds of making it: a version created
+# later than this after its key was written by someone else (an edit by hand). Secrets Manager
+# may date the rotation's version by RotateSecret (before the key) or by that PutSecretValue
+# (just after it; moto does, to the second).
+STORED_WITHIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -98,16 +103,21 @@ def _with_history(state: State, secrets: SecretVersions) -> State:
 def _dating_current_key(state: State, secrets: SecretVersions) -> State:
     """Add the versions that tell when AWSCURRENT's key became current (`retirement.became_current`).
 
-    Only when AWSCURRENT's version is newer than its key, i.e. the secret was written since the
-    rotation that made the key (an edit by hand): then the versions before AWSCURRENT's, newest
-    first, down to the rotation's own (the newest created at or before the key, which names it;
-    every version of that same CreatedDate, in case two share it). Nothing to read in the usual
+    Only when the secret was edited since the rotation that made the key: AWSCURRENT's version is
+    newer than its key (by more than createSecret takes to store it), and AWSPREVIOUS names that
+    key too (an edit moves AWSPREVIOUS onto the version it replaced). Then the versions before
+    AWSCURRENT's, newest first, down to the rotation's own: the first that names the key and was
+    created by the time createSecret stored it, or else the newest created at or before the key
+    (every version of that same CreatedDate, in case two share it). Nothing to read in the usual
     case; one GetSecretValue per unlabelled version otherwise (labelled ones are read already).
     """
     current = next((v for v in state.versions if CURRENT in v.labels), None)
+    previous = next((v for v in state.versions if PREVIOUS in v.labels), None)
     key = next((k for k in state.keys if current is not None and k.access_key_id == current.access_key_id), None)
-    if current is None or key is None or current.created <= key.created:
-        return state
+    if current is None or key is None or current.created <= key.created + STORED_WITHIN:
+        return state  # the rotation's own version
+    if previous is None or previous.access_key_id != key.access_key_id:
+        return state  # AWSCURRENT's version is the first to name its key (an edit that put in another key)
     known = {version.version_id: version for version in state.versions}
     versions = list(state.versions)
     older = sorted((e for e in state.listing if e.created < current.created), key=lambda e: e.created, reverse=True)
@@ -122,7 +132,7 @@ def _dating_current_key(state: State, secrets: SecretVersions) -> State:
             username, _ = _fields(secrets.value_of_version(entry.version_id))
             version = Version(entry.version_id, entry.labels, entry.created, username)
             versions.append(version)
-        if boundary is not None and version.access_key_id == key.access_key_id:
+        if version.access_key_id == key.access_key_id and entry.created <= key.created + STORED_WITHIN:
             break  # the rotation that made the key: it became current then
     return State(state.keys, versions, state.current_user, state.listing)
 

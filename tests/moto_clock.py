@@ -56,3 +56,9 @@ def key_used(user: str, access_key_id: str, at: datetime | None = None) -> None:
             key.last_used = AccessKeyLastUsed(timestamp=when, service="ses", region=REGION)
             return
     raise KeyError(f"IAM user {user} has no access key {access_key_id}")
+
+
+def version_created(secret_arn: str, version_id: str, at: datetime) -> None:
+    """Set a version's CreatedDate (moto keeps whole seconds)."""
+    secret = secretsmanager_backends[_account()][REGION].secrets[secret_arn]
+    secret.versions[version_id]["createdate"] = int(at.timestamp())

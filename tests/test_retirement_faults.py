@@ -22,6 +22,7 @@ from mypy_boto3_iam import IAMClient
 
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RetirementError
+from tests.moto_clock import version_created
 from tests.retirement_support import Deployment, deploy
 from tests.support import Crash, current, secrets_client
 
@@ -50,22 +51,26 @@ def recorded_calls() -> Iterator[list[str]]:
 
 
 @contextmanager
-def fault(when: str, call: str, occurrence: int) -> Iterator[None]:
-    """Raise Crash at the `occurrence`-th `call` (``before`` it is sent, or ``after`` it took effect)."""
+def fault(when: str, call: str, occurrence: int) -> Iterator[list[str]]:
+    """Raise Crash at the `occurrence`-th `call` (``before`` it is sent, or ``after`` it took effect).
+
+    Yields the list of faults raised (empty if the run never made that call that often)."""
     seen = 0
+    raised: list[str] = []
 
     def crash(**_: Any) -> None:
         nonlocal seen
         seen += 1
         if seen == occurrence:
-            raise Crash(f"{when}-call {call} #{occurrence}")
+            raised.append(f"{when}-call {call} #{occurrence}")
+            raise Crash(raised[-1])
 
     boto3.setup_default_session()
     events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
     event = f"{when}-call.{call}"
     events.register(event, crash)
     try:
-        yield
+        yield raised
     finally:
         events.unregister(event, crash)
 
@@ -135,7 +140,7 @@ def no_inactive_period(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) 
     return {old: None, new: "Active"}
 
 
-def edited_by_hand(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
+def edited_by_hand(deployment: Deployment, _: pytest.MonkeyPatch, *, put_dated: bool = False) -> dict[str, str | None]:
     """Two edits of the secret by hand since the rotation (same key), at +10 h and +20 h: at
     +25 h the grace period is over (it counts from the rotation, not from an edit)."""
     deployment.rotate()
@@ -143,6 +148,8 @@ def edited_by_hand(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, s
     deployment.time_passes(H)  # versions a second apart at least (moto dates them to the second)
     deployment.rotate()
     new = deployment.current_key()
+    if put_dated:
+        date_current_version_after_its_key(deployment)
     edit_by_hand(deployment, 10 * H)
     edit_by_hand(deployment, 10 * H)
     deployment.time_passes(5 * H)
@@ -197,20 +204,37 @@ def test_a_fault_at_any_call_of_a_run_then_another_run_converges(
         # Before any secret is looked at the run stops; after, the failing secret is one line and
         # the run goes on to the others, then raises RetirementError.
         expected_error = Crash if call == "secrets-manager.ListSecrets" else RetirementError
-        with fault(when, call, occurrence), pytest.raises(expected_error):
-            deployment.retire(check=False)
+        with fault(when, call, occurrence) as raised, pytest.raises(expected_error):
+            try:
+                deployment.retire(check=False)
+            finally:
+                assert raised, f"{when} {call} #{occurrence}: the run never made that call (calls: {calls})"
         deployment.retire()
         assert deployment.keys() == expected_keys(expected), f"{when} {call} #{occurrence}"
         if reference_messages:  # a hold is announced by the run that completes
             assert deployment.messages(), f"{when} {call} #{occurrence}: no message on the alarm topic"
 
 
+def date_current_version_after_its_key(deployment: Deployment) -> None:
+    """AWSCURRENT's version dated two seconds after its key, as when the version is dated by the
+    PutSecretValue that filled it (moto does so, to the second) rather than by RotateSecret."""
+    stages = secrets_client().describe_secret(SecretId=deployment.arn)["VersionIdsToStages"]
+    (version_id,) = [version for version, labels in stages.items() if "AWSCURRENT" in labels]
+    keys = deployment.iam.list_access_keys(UserName=deployment.user)["AccessKeyMetadata"]
+    (key,) = [k for k in keys if k["AccessKeyId"] == deployment.current_key()]
+    version_created(deployment.arn, version_id, key["CreateDate"] + 2 * timedelta(seconds=1))
+
+
+@pytest.mark.parametrize("dated", ["by-rotate-secret", "by-put-secret-value"])
 def test_a_retirement_run_makes_few_aws_calls_per_secret(
-    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
+    dated: str, iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The steady state: one previous key past its grace period, one current key."""
+    """The steady state: one previous key past its grace period, one current key; whether the
+    rotation's version is dated before its key or just after, nothing more is read."""
     deployment = deploy(iam_client, iam_user, ses_smtp, monkeypatch)
     grace_over(deployment, monkeypatch)
+    if dated == "by-put-secret-value":
+        date_current_version_after_its_key(deployment)
     with recorded_calls() as calls:
         deployment.retire(check=False)
     # Once per run: ListSecrets, one page per 100 secrets of the account (moto holds every test's).
@@ -226,15 +250,17 @@ def test_a_retirement_run_makes_few_aws_calls_per_secret(
     ]
 
 
-def test_after_edits_by_hand_a_run_reads_one_more_version_per_edit(
-    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("dated", ["by-rotate-secret", "by-put-secret-value"])
+def test_after_edits_by_hand_a_run_reads_one_more_version(
+    dated: str, iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """AWSCURRENT's key is dated by the earliest version naming it: after two edits the rotation's
     version is unlabelled, and read by its ID; the edit labelled AWSPREVIOUS is read already."""
     deployment = deploy(iam_client, iam_user, ses_smtp, monkeypatch)
-    edited_by_hand(deployment, monkeypatch)
+    expected = edited_by_hand(deployment, monkeypatch, put_dated=dated == "by-put-secret-value")
     with recorded_calls() as calls:
         deployment.retire(check=False)
+    assert deployment.keys() == expected
     pages = calls.count("secrets-manager.ListSecrets")
     assert calls[pages:] == [
         "iam.ListAccessKeys",
