@@ -33,7 +33,7 @@ def explain_aws_error(error: ClientError | BotoCoreError) -> tuple[str, str]:
         message = str(error.response.get("Error", {}).get("Message", ""))
         if code in THROTTLING_CODES:
             kind = "Throttling"
-        elif "AccessDenied" in code or code == "UnauthorizedOperation":
+        elif "AccessDenied" in code or code in {"UnauthorizedOperation", "AuthorizationError"}:  # SNS: the latter
             kind = "AccessDenied"
         elif code in KMS_CODES or code.startswith("KMS") or "KMS" in message:
             kind = "KMS"

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from infra.lambda_invoke import LocalContext
 from infra.rotation_driver import begin_rotation, step_event
 from infra.ses_smtp import SesSmtpStandIn
+from lambda_function.errors import explain_aws_error
 from lambda_function.handler import LAMBDA_MARGIN_SECONDS, lambda_handler
 from tests.support import aws_answers, create_secret, secrets_client
 
@@ -135,3 +136,14 @@ def test_an_unreachable_aws_api_is_retried_then_named_as_a_network_error(
 
 def iam_client_keys(user: str) -> list[str]:
     return [k["AccessKeyId"] for k in boto3.client("iam").list_access_keys(UserName=user)["AccessKeyMetadata"]]
+
+
+def test_sns_refusing_a_publish_is_explained_as_access_denied() -> None:
+    error = ClientError(
+        {"Error": {"Code": "AuthorizationError", "Message": "User is not authorized to perform: SNS:Publish"}},
+        "Publish",
+    )
+    code, reason = explain_aws_error(error)
+    assert code == "AuthorizationError"
+    assert reason.startswith("Publish failed with AuthorizationError: User is not authorized")
+    assert "What to do: the function's role" in reason
