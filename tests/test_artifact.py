@@ -31,7 +31,8 @@ from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.settings import retirement_policy
 from tests.support import STANDIN_HOST, smtp_login_code
-from tests.test_template import FUNCTION_ID, REPO, RETIREMENT_ID, deploy, tool
+from tests.template.resolver import REPO, deploy
+from tests.template.support import FUNCTION_ID, RETIREMENT_ID, tool
 
 PACKAGE = "lambda_function"
 DEPENDENCIES = {"aws_lambda_powertools", "jmespath", "typing_extensions.py"}  # requirements.txt's lock

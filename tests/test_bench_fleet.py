@@ -10,7 +10,8 @@ import sys
 from infra.bench_fleet import template_timeout
 from infra.lambda_invoke import REPO_ROOT
 from infra.local_aws import set_fake_aws_env
-from tests.test_template import FUNCTION_ID, deploy
+from tests.template.resolver import deploy
+from tests.template.support import FUNCTION_ID
 
 
 def bench_fleet(*args: str) -> str:

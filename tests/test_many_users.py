@@ -2,7 +2,7 @@
 secret, and rotating one user's secret never touches another user's keys.
 
 The function's bindings (SMTP_BOUND_USERS) are the ones template.yaml gives a deployment of two
-users (one created, one adopted), resolved as CloudFormation would (tests/test_template.py); the
+users (one created, one adopted), resolved as CloudFormation would (tests/template/resolver.py); the
 secrets are named as the template names them. Rotations run through the handler against moto and the SES stand-in.
 """
 
@@ -20,7 +20,8 @@ from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RotationError
 from tests.account import backdate_key
 from tests.support import STANDIN_HOST, current, keys_of, rotate, secrets_client, smtp_login_code
-from tests.test_template import FUNCTION_ID, deploy
+from tests.template.resolver import deploy
+from tests.template.support import FUNCTION_ID
 
 
 @pytest.fixture

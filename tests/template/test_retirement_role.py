@@ -1,0 +1,99 @@
+"""The retirement function's role (SPEC §4a), for each configuration: exactly the calls it makes
+(never CreateAccessKey, never a write to a secret), on the listed users, their secrets, the topic
+and its log group; and the hourly schedule's role, which may invoke only that function."""
+
+from __future__ import annotations
+
+from tests.template.resolver import (
+    ACCOUNT,
+    Stack,
+)
+from tests.template.support import (
+    LIST_SECRETS,
+    LOG_ACTIONS,
+    RETIRE_IAM_ACTIONS,
+    RETIRE_SECRET_ACTIONS,
+    RETIREMENT_ID,
+    VPC_ACTIONS,
+    Configuration,
+    identity_grants,
+    listed_users,
+    role_grants,
+    via_secrets_manager_for_the_deployments_secrets,
+)
+
+
+def test_retirement_role_allows_exactly_the_calls_the_retirement_function_makes(
+    stack: Stack, configuration: Configuration
+) -> None:
+    expected = (
+        LOG_ACTIONS
+        | RETIRE_IAM_ACTIONS
+        | RETIRE_SECRET_ACTIONS
+        | LIST_SECRETS
+        | {"sns:Publish"}
+        | ({"kms:Decrypt"} if configuration.kms_key else frozenset())
+        | (VPC_ACTIONS if configuration.in_vpc else frozenset())
+    )
+    granted = frozenset().union(*(grant.actions for grant in role_grants(stack, RETIREMENT_ID)))
+    assert granted == expected
+    assert not granted & {"iam:CreateAccessKey", "secretsmanager:PutSecretValue"}
+
+
+def test_retirement_role_reaches_only_the_listed_users_their_secrets_the_topic_and_its_log_group(
+    stack: Stack,
+) -> None:
+    grants = [
+        (g.actions, g.resources)
+        for g in role_grants(stack, RETIREMENT_ID)
+        if not g.actions & ({"kms:Decrypt"} | VPC_ACTIONS)  # KMS and EC2: tests of their own
+    ]
+    users = listed_users(stack)
+    expected = [
+        (LOG_ACTIONS, ("<GetAtt RetirementFunctionLogGroup.Arn>",)),
+        *((RETIRE_IAM_ACTIONS, (user.arn,)) for user in users),
+        *((RETIRE_SECRET_ACTIONS, (user.secret,)) for user in users),
+        (LIST_SECRETS, ("*",)),  # unscopable, and returns no value (see the template's comment)
+        (frozenset({"sns:Publish"}), ("<Ref AlarmTopic>",)),
+    ]
+    assert sorted(grants, key=repr) == sorted(expected, key=repr)
+
+
+def test_retirement_role_decrypts_only_the_deployments_secrets_through_secrets_manager(
+    stack: Stack, configuration: Configuration
+) -> None:
+    kms = [
+        (g.actions, g.resources, g.condition) for g in role_grants(stack, RETIREMENT_ID) if "kms:Decrypt" in g.actions
+    ]
+    if configuration.kms_key is None:
+        assert kms == []
+    else:
+        condition = via_secrets_manager_for_the_deployments_secrets()
+        assert kms == [(frozenset({"kms:Decrypt"}), (configuration.kms_key,), condition)]
+
+
+def test_retirement_role_trusts_only_lambda(stack: Stack) -> None:
+    trust = stack.properties("RetirementFunctionRole")["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+
+
+def test_retirement_schedule_runs_hourly_with_a_role_that_may_invoke_only_the_retirement_function(
+    stack: Stack,
+) -> None:
+    _, schedule = stack.only("AWS::Scheduler::Schedule")
+    assert (schedule["ScheduleExpression"], schedule["State"]) == ("rate(1 hour)", "ENABLED")
+    assert schedule["Target"]["Arn"] == f"<GetAtt {RETIREMENT_ID}.Arn>"
+    assert schedule["Target"]["RoleArn"] == "<GetAtt RetirementScheduleRole.Arn>"
+    trust = stack.properties("RetirementScheduleRole")["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "scheduler.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
+    ]
+    grants = [g for g in identity_grants(stack) if g.source.startswith("RetirementScheduleRole/")]
+    assert [(g.actions, g.resources) for g in grants] == [
+        (frozenset({"lambda:InvokeFunction"}), (f"<GetAtt {RETIREMENT_ID}.Arn>",))
+    ]
