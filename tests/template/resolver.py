@@ -24,24 +24,13 @@ from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
 from infra.language_extensions import expand
 
-REPO = Path(__file__).resolve().parents[2]  # tests/template/ is two levels down
-
-
+REPO = Path(__file__).resolve().parents[2]  # the repository (this file is in tests/template/)
 TEMPLATE = REPO / "template.yaml"
-
-
 USER_TEMPLATE = REPO / "smtp-user.yaml"  # the nested stack of each SMTP user
 
-
 ACCOUNT = "123456789012"
-
-
 REGION = "eu-west-1"
-
-
 STACK = "ses-smtp-rotation"
-
-
 PSEUDO_PARAMETERS = {
     "AWS::AccountId": ACCOUNT,
     "AWS::Region": REGION,
@@ -61,8 +50,6 @@ class _NoValue:
 
 
 NO_VALUE = _NoValue()
-
-
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 

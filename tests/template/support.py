@@ -16,19 +16,11 @@ import pytest
 from tests.template.resolver import ACCOUNT, REGION, Stack, as_list
 
 FUNCTION_ID = "RotationFunction"
-
-
 RETIREMENT_ID = "RetirementFunction"
 
-
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-
-
 IDENTITY = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/example.com"
-
-
 CONSOLE_GROUP = "AWSSESSendingGroupDoNotRename"
-
 
 # The AWS calls the function makes (SPEC §4), by the resource they act on.
 IAM_KEY_ACTIONS = frozenset(
@@ -39,8 +31,6 @@ IAM_KEY_ACTIONS = frozenset(
         "iam:DeleteAccessKey",
     }
 )
-
-
 SECRET_ACTIONS = frozenset(
     {
         "secretsmanager:DescribeSecret",
@@ -50,30 +40,16 @@ SECRET_ACTIONS = frozenset(
         "secretsmanager:ListSecretVersionIds",
     }
 )
-
-
 KMS_ACTIONS = frozenset({"kms:Decrypt", "kms:GenerateDataKey"})
-
-
 # The retirement function's calls (SPEC §4a): never CreateAccessKey, never a write to the secret.
 RETIRE_IAM_ACTIONS = frozenset(
     {"iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:UpdateAccessKey", "iam:DeleteAccessKey"}
 )
-
-
 RETIRE_SECRET_ACTIONS = frozenset({"secretsmanager:ListSecretVersionIds", "secretsmanager:GetSecretValue"})
-
-
 LIST_SECRETS = frozenset({"secretsmanager:ListSecrets"})
-
-
 LOG_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
-
-
 # What Lambda needs to attach a function to its subnets, granted only when the functions are in a VPC.
 DESCRIBE_NETWORK_INTERFACES = frozenset({"ec2:DescribeNetworkInterfaces"})
-
-
 NETWORK_INTERFACE_ACTIONS = frozenset(
     {
         "ec2:CreateNetworkInterface",
@@ -82,9 +58,12 @@ NETWORK_INTERFACE_ACTIONS = frozenset(
         "ec2:UnassignPrivateIpAddresses",
     }
 )
-
-
 VPC_ACTIONS = DESCRIBE_NETWORK_INTERFACES | NETWORK_INTERFACE_ACTIONS
+
+
+# --------------------------------------------------------------------------------------------
+# The five configurations every per-configuration check runs for
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -104,8 +83,6 @@ class Configuration:
 
 
 DEFAULTS = Configuration("defaults")
-
-
 ADOPT_KMS_IDENTITY = Configuration(
     "adopt-user-kms-identity",
     {
@@ -121,8 +98,6 @@ ADOPT_KMS_IDENTITY = Configuration(
         "SendingFromAddresses": "*@example.com,alerts@ops.example.com",
     },
 )
-
-
 CONSOLE_GROUP_EXISTS = Configuration(
     "console-group-exists",
     {
@@ -134,8 +109,6 @@ CONSOLE_GROUP_EXISTS = Configuration(
         "MaxKeyAgeDays": "60",
     },
 )
-
-
 THREE_USERS = Configuration(
     "three-users-two-created-one-adopted",
     {
@@ -146,19 +119,11 @@ THREE_USERS = Configuration(
         "SecretWriterArns": f"arn:aws:iam::{ACCOUNT}:role/mail-admin",
     },
 )
-
-
 # What organisations require (issue 10): the functions in a VPC, a permissions boundary on every
 # role and created user, more memory and a longer SMTP wait.
 SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
-
-
 SECURITY_GROUPS = ["sg-0123456789abcdef0"]
-
-
 BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/org/DeveloperBoundary"
-
-
 ORGANISATION = Configuration(
     "organisation-vpc-boundary-memory",
     {
@@ -171,9 +136,12 @@ ORGANISATION = Configuration(
         "SmtpAuthTimeoutSeconds": "300",
     },
 )
-
-
 CONFIGURATIONS = [DEFAULTS, ADOPT_KMS_IDENTITY, CONSOLE_GROUP_EXISTS, THREE_USERS, ORGANISATION]
+
+
+# --------------------------------------------------------------------------------------------
+# IAM policies of the stack, and the users it lists
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -280,6 +248,11 @@ def via_secrets_manager_for_the_deployments_secrets() -> dict[str, Any]:
         # The data keys of secrets named ses-smtp/... only; see the template for why a prefix.
         "StringLike": {"kms:EncryptionContext:SecretARN": SECRET_PREFIX_ARN + "*"},
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The project's command-line tools (cfn-lint, sam)
+# --------------------------------------------------------------------------------------------
 
 
 def tool(name: str) -> str:

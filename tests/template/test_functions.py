@@ -6,15 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.template.resolver import (
-    Stack,
-    deploy,
-    load_template,
-)
-from tests.template.support import (
-    FUNCTION_ID,
-    RETIREMENT_ID,
-)
+from tests.template.resolver import Stack, deploy, load_template
+from tests.template.support import FUNCTION_ID, RETIREMENT_ID
 
 FUNCTION_ENVIRONMENT = {
     "PREVIOUS_KEY_ACTION",

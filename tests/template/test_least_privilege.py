@@ -5,9 +5,7 @@ policies and KMS: test_secrets.py)."""
 
 from __future__ import annotations
 
-from tests.template.resolver import (
-    Stack,
-)
+from tests.template.resolver import Stack
 from tests.template.support import (
     DESCRIBE_NETWORK_INTERFACES,
     FUNCTION_ID,

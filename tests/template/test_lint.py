@@ -12,17 +12,8 @@ from pathlib import Path
 import pytest
 
 from infra.local_aws import set_fake_aws_env
-from tests.template.resolver import (
-    REGION,
-    REPO,
-    TEMPLATE,
-    USER_TEMPLATE,
-    load_template,
-)
-from tests.template.support import (
-    Configuration,
-    tool,
-)
+from tests.template.resolver import REGION, REPO, TEMPLATE, USER_TEMPLATE, load_template
+from tests.template.support import Configuration, tool
 
 
 def tool_env() -> dict[str, str]:

@@ -8,18 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambda_function.retire_handler import CURRENT_KEY_AGE_METRIC
-from tests.template.resolver import (
-    ACCOUNT,
-    REGION,
-    Stack,
-    load_template,
-)
-from tests.template.support import (
-    FUNCTION_ID,
-    RETIREMENT_ID,
-    SECRET_PREFIX_ARN,
-    listed_users,
-)
+from tests.template.resolver import ACCOUNT, REGION, Stack, load_template
+from tests.template.support import FUNCTION_ID, RETIREMENT_ID, SECRET_PREFIX_ARN, listed_users
 
 
 def _hashable(value: Any) -> Any:

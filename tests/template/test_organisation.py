@@ -6,13 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.template.resolver import (
-    ACCOUNT,
-    REGION,
-    Stack,
-    TemplateRejected,
-    deploy,
-)
+from tests.template.resolver import ACCOUNT, REGION, Stack, TemplateRejected, deploy
 from tests.template.support import (
     DESCRIBE_NETWORK_INTERFACES,
     FUNCTION_ID,

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.template.resolver import (
-    Stack,
-)
-from tests.template.support import (
-    FUNCTION_ID,
-    listed_users,
-)
+from tests.template.resolver import Stack
+from tests.template.support import FUNCTION_ID, listed_users
 
 
 def test_outputs_name_each_secret_and_the_function_and_reveal_no_secret(stack: Stack) -> None:

@@ -5,18 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.template.resolver import (
-    ACCOUNT,
-    REGION,
-    TemplateRejected,
-    deploy,
-)
-from tests.template.support import (
-    CONSOLE_GROUP,
-    IDENTITY,
-    Configuration,
-    listed_users,
-)
+from tests.template.resolver import ACCOUNT, REGION, TemplateRejected, deploy
+from tests.template.support import CONSOLE_GROUP, IDENTITY, Configuration, listed_users
 
 
 def test_configuration_values_are_accepted_by_the_template(configuration: Configuration) -> None:

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.template.resolver import (
-    Stack,
-    deploy,
-    walk,
-)
-from tests.template.support import (
-    ADOPT_KMS_IDENTITY,
-)
+from tests.template.resolver import Stack, deploy, walk
+from tests.template.support import ADOPT_KMS_IDENTITY
 
 
 def test_resolved_stack_has_no_intrinsic_function_left(stack: Stack) -> None:

@@ -4,10 +4,7 @@ and its log group; and the hourly schedule's role, which may invoke only that fu
 
 from __future__ import annotations
 
-from tests.template.resolver import (
-    ACCOUNT,
-    Stack,
-)
+from tests.template.resolver import ACCOUNT, Stack
 from tests.template.support import (
     LIST_SECRETS,
     LOG_ACTIONS,

@@ -7,12 +7,7 @@ from __future__ import annotations
 import json
 
 from lambda_function.settings import Settings
-from tests.template.resolver import (
-    ACCOUNT,
-    REGION,
-    Stack,
-    as_list,
-)
+from tests.template.resolver import ACCOUNT, REGION, Stack, as_list
 from tests.template.support import (
     FUNCTION_ID,
     KMS_ACTIONS,

@@ -3,15 +3,8 @@ group allowed ses:SendRawEmail only in the requested scope, and the credentials 
 
 from __future__ import annotations
 
-from tests.template.resolver import (
-    ACCOUNT,
-    STACK,
-    Stack,
-    as_list,
-)
-from tests.template.support import (
-    listed_users,
-)
+from tests.template.resolver import ACCOUNT, STACK, Stack, as_list
+from tests.template.support import listed_users
 
 
 def test_each_smtp_user_is_created_or_adopted_and_joins_the_sending_group(stack: Stack) -> None:

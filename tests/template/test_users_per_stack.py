@@ -8,28 +8,11 @@ from __future__ import annotations
 import json
 import re
 
-from tests.template.resolver import (
-    ACCOUNT,
-    REGION,
-    STACK,
-    Stack,
-    deploy,
-    load_template,
-    walk,
-)
-from tests.template.support import (
-    FUNCTION_ID,
-    KMS_KEY,
-    RETIREMENT_ID,
-    listed_users,
-)
+from tests.template.resolver import ACCOUNT, REGION, STACK, Stack, deploy, load_template, walk
+from tests.template.support import FUNCTION_ID, KMS_KEY, RETIREMENT_ID, listed_users
 
 ROLE_INLINE_POLICY_LIMIT = 10_240
-
-
 USERS_PER_STACK = 25  # README: with 64-character names at path "/", a KMS key and a VPC (the most)
-
-
 # Every optional grant of the roles on: the KMS key and the VPC network interfaces.
 LARGEST_ROLES = {
     "KmsKeyArn": KMS_KEY,
@@ -84,11 +67,7 @@ def test_roles_inline_policies_fit_iams_limit_at_the_documented_number_of_users(
 # (its error "exceeded the 4KB limit. String measured: {"NAME":"value",...}"), so names, values and
 # the JSON punctuation count. Each user adds its name and a space to SMTP_BOUND_USERS in both.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
-
-
 ENVIRONMENT_USERS = 37  # README: what the environment alone would hold (64-character names)
-
-
 # The longest partition and region names there are (botocore's endpoints.json), for the ARNs.
 LONGEST_PARTITION, LONGEST_REGION = "aws-us-gov", "us-isof-south-1"
 
