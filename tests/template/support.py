@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +240,12 @@ def listed_users(stack: Stack) -> list[SmtpUser]:
 
 
 SECRET_PREFIX_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ses-smtp/"
+
+
+def in_order(grants: Iterable[tuple[frozenset[str], tuple[str, ...]]]) -> list[tuple[frozenset[str], tuple[str, ...]]]:
+    """(actions, resources) pairs in an order that does not depend on how each set iterates: a
+    frozenset's repr does (two equal sets may list their items differently, by the hash seed)."""
+    return sorted(grants, key=lambda grant: (sorted(grant[0]), grant[1]))
 
 
 def via_secrets_manager_for_the_deployments_secrets() -> dict[str, Any]:

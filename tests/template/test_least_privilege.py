@@ -21,6 +21,7 @@ from tests.template.support import (
     Configuration,
     Grant,
     identity_grants,
+    in_order,
     listed_users,
     role_grants,
 )
@@ -76,14 +77,13 @@ def test_roles_reach_exactly_the_listed_users_and_secrets(stack: Stack) -> None:
             for g in role_grants(stack, function_id)
             if any(a.split(":")[0] in {"iam", "secretsmanager"} for a in g.actions)
         ]
-        return sorted(((g.actions, g.resources) for g in scoped if g.actions != LIST_SECRETS), key=repr)
+        return in_order((g.actions, g.resources) for g in scoped if g.actions != LIST_SECRETS)
 
-    assert reach(FUNCTION_ID) == sorted(
-        [(IAM_KEY_ACTIONS, (u.arn,)) for u in users] + [(SECRET_ACTIONS, (u.secret,)) for u in users], key=repr
+    assert reach(FUNCTION_ID) == in_order(
+        [(IAM_KEY_ACTIONS, (u.arn,)) for u in users] + [(SECRET_ACTIONS, (u.secret,)) for u in users]
     )
-    assert reach(RETIREMENT_ID) == sorted(
-        [(RETIRE_IAM_ACTIONS, (u.arn,)) for u in users] + [(RETIRE_SECRET_ACTIONS, (u.secret,)) for u in users],
-        key=repr,
+    assert reach(RETIREMENT_ID) == in_order(
+        [(RETIRE_IAM_ACTIONS, (u.arn,)) for u in users] + [(RETIRE_SECRET_ACTIONS, (u.secret,)) for u in users]
     )
 
 

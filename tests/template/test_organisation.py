@@ -14,6 +14,7 @@ from tests.template.support import (
     RETIREMENT_ID,
     SECURITY_GROUPS,
     SUBNETS,
+    in_order,
     listed_users,
     role_grants,
 )
@@ -42,7 +43,7 @@ def test_roles_manage_network_interfaces_only_in_a_vpc_and_only_in_this_account(
             if any(a.startswith("ec2:") for a in g.actions)
         ]
         expected = [(DESCRIBE_NETWORK_INTERFACES, ("*",)), (NETWORK_INTERFACE_ACTIONS, scoped)] if in_vpc else []
-        assert sorted(grants, key=repr) == sorted(expected, key=repr), function_id
+        assert in_order(grants) == in_order(expected), function_id
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from tests.template.support import (
     VPC_ACTIONS,
     Configuration,
     identity_grants,
+    in_order,
     listed_users,
     role_grants,
     via_secrets_manager_for_the_deployments_secrets,
@@ -53,7 +54,7 @@ def test_retirement_role_reaches_only_the_listed_users_their_secrets_the_topic_a
         (LIST_SECRETS, ("*",)),  # unscopable, and returns no value (see the template's comment)
         (frozenset({"sns:Publish"}), ("<Ref AlarmTopic>",)),
     ]
-    assert sorted(grants, key=repr) == sorted(expected, key=repr)
+    assert in_order(grants) == in_order(expected)
 
 
 def test_retirement_role_decrypts_only_the_deployments_secrets_through_secrets_manager(
