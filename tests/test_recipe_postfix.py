@@ -10,6 +10,7 @@ Needs root and Debian's postfix (``make test`` installs it where it may).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import smtplib
@@ -55,6 +56,13 @@ class Postfix:
         message.set_content("Relayed by Postfix.")
         with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as smtp:
             smtp.send_message(message)
+
+    def queues(self) -> list[str]:
+        """The queue (incoming, active, deferred, ...) of each message Postfix holds."""
+        listing = subprocess.run(
+            ["postqueue", "-c", str(self.directory), "-j"], check=True, timeout=60, capture_output=True, text=True
+        )
+        return [json.loads(line)["queue_name"] for line in listing.stdout.splitlines() if line.strip()]
 
     def log(self) -> str:
         path = self.directory / "maillog"
@@ -164,6 +172,8 @@ def test_postfix_recipe_relays_and_the_refresh_script_moves_it_to_the_rotated_ke
         return any(a.username == old_key and a.code == 535 for a in ses_smtp.auth_attempts[attempts:])
 
     eventually(refused_old_key, "a 535 for the retired key", postfix)
+    # What the operator finds: the message waiting in the deferred queue (not still being tried).
+    eventually(lambda: postfix.queues() == ["deferred"], "the message deferred", postfix)
     assert sent_by(ses_smtp, new_key, since) == []  # deferred, not lost, not sent
 
     run("postfix-refresh")
