@@ -15,7 +15,7 @@ import pytest
 
 from infra.cli import main
 from tests.retirement_support import Deployment
-from tests.support import Crash, current, secrets_client, stages
+from tests.support import Crash, current, on_aws_events, secrets_client, stages
 
 H = timedelta(hours=1)
 
@@ -64,15 +64,8 @@ def answer_lost_after_awscurrent_moves() -> Iterator[None]:
         if context.get("moves_awscurrent"):
             raise Crash(update)
 
-    boto3.setup_default_session()
-    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
-    events.register(f"before-parameter-build.{update}", note)
-    events.register(f"after-call.{update}", crash)
-    try:
+    with on_aws_events({f"before-parameter-build.{update}": note, f"after-call.{update}": crash}):
         yield
-    finally:
-        events.unregister(f"before-parameter-build.{update}", note)
-        events.unregister(f"after-call.{update}", crash)
 
 
 def set_function_setting(deployment: Deployment, name: str, value: str | None) -> None:

@@ -7,7 +7,7 @@ import os
 import smtplib
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -158,10 +158,27 @@ def aws_answers(event_name: str, status: int, body: str, headers: dict[str, str]
             fields[name] = value
         return AWSResponse(request.url, status, fields, _Body(body.encode()))
 
+    with on_aws_event(event_name, answer):
+        yield answered
+
+
+@contextmanager
+def on_aws_event(event_name: str, handler: Callable[..., Any]) -> Iterator[None]:
+    """Call `handler` on botocore's `event_name` (``before-call.iam``, ``after-call.sns.Publish``...)
+    in every client made inside the block (from a fresh default session)."""
+    with on_aws_events({event_name: handler}):
+        yield
+
+
+@contextmanager
+def on_aws_events(handlers: Mapping[str, Callable[..., Any]]) -> Iterator[None]:
+    """`on_aws_event` for several events at once (one fresh default session for all of them)."""
     boto3.setup_default_session()
     events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
-    events.register(event_name, answer)
+    for event_name, handler in handlers.items():
+        events.register(event_name, handler)
     try:
-        yield answered
+        yield
     finally:
-        events.unregister(event_name, answer)
+        for event_name, handler in handlers.items():
+            events.unregister(event_name, handler)

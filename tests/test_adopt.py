@@ -23,6 +23,7 @@ from infra.cli import main
 from infra.cli.sending_policy import SENDING_GROUP, SENDING_POLICY, SENDING_POLICY_DOCUMENT
 from infra.local_aws import MotoServer
 from tests.account import separate_account
+from tests.support import on_aws_event
 
 USER = "ses-smtp-user.20190520-101010"  # the console's naming
 SEED_ORDER = ["CreatePolicy", "CreateGroup", "AttachGroupPolicy", "AddUserToGroup", "DeleteUserPolicy", "UntagUser"]
@@ -91,14 +92,8 @@ def watching_iam(on_call: Callable[[str], None]) -> Iterator[None]:
     def after(model: Any, **_: Any) -> None:
         on_call(model.name)
 
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    events = boto3.DEFAULT_SESSION.events
-    events.register("after-call.iam", after)
-    try:
+    with on_aws_event("after-call.iam", after):
         yield
-    finally:
-        events.unregister("after-call.iam", after)
 
 
 def adopt(*args: str) -> tuple[int, list[str]]:

@@ -34,7 +34,7 @@ from lambda_function.smtp_password import derive_password
 from tests.account import backdate_key, backdate_version, separate_account
 from tests.conftest import REGION
 from tests.recipes.readme import recipe
-from tests.support import create_secret, current, invoke, rotate
+from tests.support import create_secret, current, invoke, on_aws_event, rotate
 
 
 def v2_password(secret_access_key: str) -> str:
@@ -265,13 +265,8 @@ def test_an_aws_error_exits_3_and_says_what_failed(seeded: Seeded, capsys: pytes
         error = {"Error": {"Code": "AccessDenied", "Message": "not authorized to perform iam:ListUsers"}}
         raise ClientError(error, "ListUsers")  # type: ignore[arg-type]
 
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-call.iam.ListUsers", deny)
-    try:
+    with on_aws_event("before-call.iam.ListUsers", deny):
         status = main(["audit"])
-    finally:
-        boto3.DEFAULT_SESSION.events.unregister("before-call.iam.ListUsers", deny)
     assert status == 3
     assert "iam:ListUsers" in capsys.readouterr().err
 
@@ -294,13 +289,8 @@ def test_the_readme_policy_allows_exactly_the_calls_audit_makes(
     def record(model: Any, **_: Any) -> None:
         called.add(f"{model.service_model.signing_name}:{model.name}")
 
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-call", record)
-    try:
+    with on_aws_event("before-call", record):
         run_audit(capsys)
-    finally:
-        boto3.DEFAULT_SESSION.events.unregister("before-call", record)
 
     policy = json.loads(recipe("audit-policy"))
     granted = {

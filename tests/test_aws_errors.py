@@ -16,7 +16,7 @@ from infra.rotation_driver import begin_rotation, step_event
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import explain_aws_error
 from lambda_function.handler import LAMBDA_MARGIN_SECONDS, lambda_handler
-from tests.support import aws_answers, create_secret, secrets_client
+from tests.support import aws_answers, create_secret, on_aws_event, secrets_client
 
 ACCESS_DENIED = json.dumps(
     {
@@ -115,17 +115,10 @@ def test_an_unreachable_aws_api_is_retried_then_named_as_a_network_error(
         attempts.append(1)
         raise EndpointConnectionError(endpoint_url=request.url)
 
-    boto3.setup_default_session()
-    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
-    events.register("before-send.iam.ListAccessKeys", unreachable)
-    try:
-        with pytest.raises(EndpointConnectionError):
-            lambda_handler(
-                step_event("createSecret", arn, token, None),
-                LocalContext.with_timeout(LAMBDA_MARGIN_SECONDS + 2),
-            )
-    finally:
-        events.unregister("before-send.iam.ListAccessKeys", unreachable)
+    with on_aws_event("before-send.iam.ListAccessKeys", unreachable), pytest.raises(EndpointConnectionError):
+        lambda_handler(
+            step_event("createSecret", arn, token, None), LocalContext.with_timeout(LAMBDA_MARGIN_SECONDS + 2)
+        )
 
     (line,) = failure_lines(caplog)
     assert line["error"] == "EndpointConnectionError"

@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
 import pytest
 from mypy_boto3_iam import IAMClient
 
 from infra.ses_smtp import SesSmtpStandIn
-from tests.support import create_secret, keys_of, rotate
+from tests.support import create_secret, keys_of, on_aws_event, rotate
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
@@ -27,13 +26,8 @@ def counting_iam_calls() -> Iterator[collections.Counter[str]]:
     def count(model: Any, **_: Any) -> None:
         calls[model.name] += 1
 
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-call.iam", count)
-    try:
+    with on_aws_event("before-call.iam", count):
         yield calls
-    finally:
-        boto3.DEFAULT_SESSION.events.unregister("before-call.iam", count)
 
 
 def test_a_rotation_makes_at_most_the_iam_calls_promised(

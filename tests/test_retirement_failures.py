@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from mypy_boto3_iam import IAMClient
@@ -23,7 +22,7 @@ from infra.local_aws import add_to_sending_group
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import InvalidSettingsError, RetirementError
 from tests.retirement_support import Deployment, another_secret, deploy, rotated_twice
-from tests.support import Crash, aws_answers
+from tests.support import Crash, aws_answers, on_aws_event
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
@@ -69,13 +68,8 @@ def first_call_crashes(event_name: str) -> Iterator[list[str]]:
         if len(seen) == 1:
             raise Crash(event_name)
 
-    boto3.setup_default_session()
-    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
-    events.register(event_name, crash)
-    try:
+    with on_aws_event(event_name, crash):
         yield seen
-    finally:
-        events.unregister(event_name, crash)
 
 
 def lines(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from mypy_boto3_iam import IAMClient
 
@@ -24,7 +23,7 @@ from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RetirementError
 from tests.moto_clock import version_created
 from tests.retirement_support import Deployment, deploy
-from tests.support import Crash, current, secrets_client
+from tests.support import Crash, current, on_aws_event, secrets_client
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
@@ -41,13 +40,8 @@ def recorded_calls() -> Iterator[list[str]]:
         service, operation = event_name.split(".")[1:]
         calls.append(f"{service}.{operation}")
 
-    boto3.setup_default_session()
-    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
-    events.register("before-call", record)
-    try:
+    with on_aws_event("before-call", record):
         yield calls
-    finally:
-        events.unregister("before-call", record)
 
 
 @contextmanager
@@ -65,14 +59,8 @@ def fault(when: str, call: str, occurrence: int) -> Iterator[list[str]]:
             raised.append(f"{when}-call {call} #{occurrence}")
             raise Crash(raised[-1])
 
-    boto3.setup_default_session()
-    events = boto3.DEFAULT_SESSION._session.get_component("event_emitter")  # type: ignore[union-attr]
-    event = f"{when}-call.{call}"
-    events.register(event, crash)
-    try:
+    with on_aws_event(f"{when}-call.{call}", crash):
         yield raised
-    finally:
-        events.unregister(event, crash)
 
 
 # Each scenario brings a deployment to the moment a run has something to do (settings through

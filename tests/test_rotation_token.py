@@ -16,13 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore
 import pytest
 
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
-from tests.support import create_secret, current, invoke, secrets_client
+from tests.support import create_secret, current, invoke, on_aws_event, secrets_client
 
 pytestmark = pytest.mark.usefixtures("smtp_ca")
 
@@ -37,13 +36,8 @@ def put_secret_value_params() -> Iterator[list[dict[str, Any]]]:
     def record(params: dict[str, Any], **_: Any) -> None:
         seen.append(dict(params))
 
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-parameter-build.secrets-manager.PutSecretValue", record)
-    try:
+    with on_aws_event("before-parameter-build.secrets-manager.PutSecretValue", record):
         yield seen
-    finally:
-        boto3.DEFAULT_SESSION.events.unregister("before-parameter-build.secrets-manager.PutSecretValue", record)
 
 
 @pytest.fixture
