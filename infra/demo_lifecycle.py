@@ -31,7 +31,7 @@ from infra.demo_checks import check_invariants, key_statuses, read_version, show
 from infra.demo_narration import Clock, say, short
 from infra.demo_setup import RECIPIENT, SECRET_NAME, SENDER, Demo, DemoError
 from infra.lambda_invoke import REPO_ROOT
-from infra.rotation_driver import begin_rotation, run_steps
+from infra.rotation_driver import LOCAL_FUNCTION_ARN, begin_rotation, run_steps
 
 TICK_SECONDS = 1.0  # how often the demo looks (the retirement function runs hourly on AWS)
 
@@ -112,7 +112,9 @@ def rollback_inside_the_window(demo: Demo, app: CachedSecret) -> None:
         time.sleep(TICK_SECONDS)
         retirement.run()
 
-    result = run_tool(["-m", "infra.cli", "rollback", "--secret-id", SECRET_NAME])
+    result = run_tool(
+        ["-m", "infra.cli", "rollback", "--secret-id", SECRET_NAME, "--function", LOCAL_FUNCTION_ARN, "--yes"]
+    )
     if result.returncode != 0:
         raise DemoError(f"The rollback inside the window failed (exit {result.returncode}).")
     keys = key_statuses(demo)

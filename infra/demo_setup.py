@@ -30,6 +30,8 @@ RETIREMENT_TIMEOUT_SECONDS = 60
 REGION = "us-east-1"  # the stand-in's region: SES checks the password of its own region
 USER = "ses-smtp-user"  # the template's default SmtpUserNames
 SECRET_NAME = f"ses-smtp/{USER}"  # the template's default secret name
+# The template's binding registry: the parameter <path><user> holds the secret's exact ARN.
+BINDING_PATH = "/ses-smtp-rotation/ses-smtp-rotation-local/"
 STANDIN_HOST = "localhost"  # the SES stand-in, on loopback: the one host the demo's deployment allows
 SENDING_GROUP = "AWSSESSendingGroupDoNotRename"
 SENDING_POLICY = "AmazonSesSendingAccess"
@@ -198,9 +200,9 @@ def function_env(options: Options, moto: MotoServer, ses: SesSmtpStandIn) -> dic
         {
             "SSL_CERT_FILE": ses.ca_path,
             # As the template does: the stand-in is the one host credentials may go to, and the
-            # secret may rotate USER's keys only (bound by name here: the ARN comes later).
+            # secret may rotate USER's keys only (bound by its exact ARN in the registry).
             "SMTP_ALLOWED_HOSTS": STANDIN_HOST,
-            "SMTP_SECRET_BINDINGS": json.dumps({SECRET_NAME: USER}),
+            "SMTP_BINDING_PATH": BINDING_PATH,
             **previous_key_env(options),
             "SMTP_AUTH_TIMEOUT_SECONDS": f"{options.auth_timeout:g}",
             "SMTP_CONNECT_TIMEOUT_SECONDS": "10",
@@ -226,7 +228,7 @@ def retirement_env(options: Options, moto: MotoServer, topic_arn: str) -> dict[s
     env.update(
         {
             "ROTATION_FUNCTION_ARN": LOCAL_FUNCTION_ARN,  # what the demo's rotations name
-            "SMTP_SECRET_BINDINGS": json.dumps({SECRET_NAME: USER}),
+            "SMTP_BINDING_PATH": BINDING_PATH,
             "ALARM_TOPIC_ARN": topic_arn,
             **previous_key_env(options),
             "POWERTOOLS_SERVICE_NAME": "ses-smtp-retirement",
@@ -271,4 +273,6 @@ def provision(demo: Demo) -> None:
     demo.secret_arn = created["ARN"]
     demo.versions.append(Version(created["VersionId"], 0, None, tuple(sorted(bootstrap)), ()))
     say(f"   secret {SECRET_NAME}: {json.dumps(bootstrap)}")
+    boto3.client("ssm").put_parameter(Name=f"{BINDING_PATH}{USER}", Value=created["ARN"], Type="String")
+    say(f"   binding {BINDING_PATH}{USER} = {created['ARN']} (the secret's exact ARN: a re-created one binds nothing)")
     say("   rotation: every 30 days with the function above; deploying rotates at once (rotation 1)")

@@ -60,6 +60,15 @@ class InvalidSecretError(RotationError):
     """The secret, its versions or the IAM user it names are not in a state we can rotate."""
 
 
+class StateChangedError(RotationError):
+    """Another actor changed the secret or its keys between a decision and its action; nothing was
+    done, and a retry decides again from the new state."""
+
+
+class EditedDuringRotationError(RotationError):
+    """AWSCURRENT was edited after the rotation began; promoting would lose the edit."""
+
+
 class KeyLimitError(RotationError):
     """The IAM user has no free access-key slot and none can be freed safely."""
 

@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_function import aws_clients
+from lambda_function.binding import Bindings
 from lambda_function.errors import InvalidEventError, RotationError, explain_aws_error
 from lambda_function.secret_versions import SecretVersions
 from lambda_function.settings import Settings
@@ -74,9 +75,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
         settings = Settings.from_env()
         logger.debug("Settings", **dataclasses.asdict(settings))
         secrets = aws_clients.client("secretsmanager", deadline=deadline)
+        ssm = aws_clients.client("ssm", deadline=deadline) if settings.binding_path else None
         rotation = Rotation(
             secrets=SecretVersions(secrets, parsed.secret_id),
             iam=aws_clients.client("iam", deadline=deadline),
+            bindings=Bindings(settings, ssm),
             token=parsed.client_request_token,
             rotation_token=event.get("RotationToken"),
             settings=settings,

@@ -1,10 +1,15 @@
 """Lambda entry point of the retirement function (SPEC §4a), run every hour by EventBridge Scheduler.
 
-Each run is stateless. It finds the secrets whose rotation function is this deployment's
-(``ROTATION_FUNCTION_ARN``), and for each one, with the IAM user the deployment binds
-it to, reads the state, decides and acts (`retirement_executor.retire`). Then, per secret, it
+Each run is stateless. It takes the deployment's bound secrets from its registry (`binding`: the
+secrets' exact ARNs, never a writable field of a secret), and for each one, with the IAM user it is
+bound to, reads the state, decides and acts (`retirement_executor.retire`). Then, per secret, it
 emits the metrics ``CurrentKeyAgeDays``, ``ActiveAccessKeys`` and ``PreviousKeyStillInUse``, and
 publishes a message on the alarm topic (``ALARM_TOPIC_ARN``) for every key still in use.
+
+A writer cannot silence it: a bound secret that is gone, scheduled for deletion, re-pointed to
+another rotation function, encrypted with another KMS key, or whose AWSCURRENT names no key of its
+user is reported (metric ``BoundSecretUnmanaged``, a message on the alarm topic), and the user's
+newest Active key's age is still reported as ``CurrentKeyAgeDays``.
 
 A secret that fails (reading, acting, its metrics or its message on the alarm topic) does not
 stop the others: it is one ERROR line with `error` and `reason`, and the run raises at the end, so
@@ -31,10 +36,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambda_function import aws_clients
 from lambda_function.access_keys import AccessKeys
 from lambda_function.alarm_topic import AlarmTopic
-from lambda_function.errors import InvalidSettingsError, RetirementError, RotationError, explain_aws_error
+from lambda_function.binding import Bindings, ParameterStore, check_encryption_key
+from lambda_function.errors import (
+    InvalidSecretError,
+    InvalidSettingsError,
+    RetirementError,
+    RotationError,
+    explain_aws_error,
+)
 from lambda_function.retirement import Action, Decision, Kind
 from lambda_function.retirement_executor import retire
-from lambda_function.secret_versions import RotatedSecret, SecretVersions, secrets_rotated_by
+from lambda_function.secret_versions import RotatedSecret, SecretVersions
 from lambda_function.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,6 +54,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 CURRENT_KEY_AGE_METRIC = "CurrentKeyAgeDays"  # template.yaml's CurrentKeyTooOldAlarm watches it
+UNMANAGED_METRIC = "BoundSecretUnmanaged"  # template.yaml's BoundSecretUnmanagedAlarm watches it
 
 # AWS calls stop retrying this long before Lambda would stop the function, so the failure is ours.
 LAMBDA_MARGIN_SECONDS = 5.0
@@ -86,7 +99,7 @@ class Summary:
     deactivated: list[str]
     deleted: list[str]
     held: list[str]
-    skipped: list[str]
+    unmanaged: list[str]  # bound secrets it cannot find, read or resolve (reported)
     failed: list[str]
 
     def as_dict(self) -> dict[str, list[str]]:
@@ -100,30 +113,31 @@ def run(
     secrets: SecretsManagerClient,
     iam: IAMClient,
     topic: AlarmTopic | None,
+    ssm: ParameterStore | None = None,
 ) -> Summary:
-    """Retire the old keys of every secret this deployment rotates."""
-    found = secrets_rotated_by(secrets, targets.rotation_function_arn)
+    """Retire the old keys of every secret this deployment binds, and report those it cannot."""
+    bound = Bindings(settings, ssm).every()
+    found = [RotatedSecret(b.secret_arn, secret_name(b.secret_arn)) for b in bound]
     summary = Summary([s.name for s in found], [], [], [], [], [])
     metrics.add_metric(name="SecretsFound", unit=MetricUnit.Count, value=len(found))
-    for secret in found:
-        user = settings.bound_user(secret.arn, secret.name)
-        if user is None:
-            logger.warning(
-                "Secret is not bound to an IAM user (SMTP_BOUND_USERS, SMTP_SECRET_BINDINGS); nothing retired",
-                secret_id=secret.arn,
-            )
-            summary.skipped.append(secret.name)
-            continue
+    for secret, user in zip(found, (b.user for b in bound), strict=True):
         # One secret must not stop the others, whatever fails (an AWS call, the alarm topic, a bug):
         # it is one line, and the handler raises at the end.
         try:
-            decision = retire(
-                AccessKeys(iam, user), SecretVersions(secrets, secret.arn), settings.retirement, now, logger
-            )
-            summary.deactivated += [a.access_key_id for a in decision.changes if a.kind is Kind.DEACTIVATE]
-            summary.deleted += [a.access_key_id for a in decision.changes if a.kind is Kind.DELETE]
-            summary.held += [a.access_key_id for a in decision.holds]
-            _report(secret, user, decision, topic)
+            keys, versions = AccessKeys(iam, user), SecretVersions(secrets, secret.arn)
+            problem, retirable = unmanaged(versions, targets, settings)
+            decision = retire(keys, versions, settings.retirement, now, logger) if retirable else None
+            if problem is None and decision is not None and decision.current_key_unusable:
+                problem = "its AWSCURRENT version names an access key its user no longer has, or an Inactive one"
+            if problem is not None:
+                summary.unmanaged.append(secret.name)
+                _report_unmanaged(secret, user, problem, keys, now, topic)
+            if decision is not None:
+                summary.deactivated += [a.access_key_id for a in decision.changes if a.kind is Kind.DEACTIVATE]
+                summary.deleted += [a.access_key_id for a in decision.changes if a.kind is Kind.DELETE]
+                summary.held += [a.access_key_id for a in decision.holds]
+                _report(secret, user, decision, topic)
+            _metric(UNMANAGED_METRIC, float(problem is not None), MetricUnit.Count, secret.name)
         except Exception as error:
             kind, reason, unexpected = _explain(error)
             logger.error(
@@ -134,7 +148,61 @@ def run(
                 exc_info=unexpected,
             )
             summary.failed.append(secret.name)
+    metrics.add_metric(name=UNMANAGED_METRIC, unit=MetricUnit.Count, value=len(summary.unmanaged))
     return summary
+
+
+def secret_name(arn: str) -> str:
+    """A secret's name from its ARN (the part after ``secret:``, without the random suffix)."""
+    return arn.partition(":secret:")[2].rpartition("-")[0] or arn
+
+
+def unmanaged(versions: SecretVersions, targets: Targets, settings: Settings) -> tuple[str | None, bool]:
+    """(why this deployment cannot look after a bound secret, or None; whether its keys may still
+    retire). A secret under another KMS key is reported (rotations refuse it), but its keys retire."""
+    try:
+        state = versions.describe()
+    except InvalidSecretError:
+        return "it no longer exists (deleted, or deleted and created again under its name: a new ARN)", False
+    if state.scheduled_for_deletion:
+        return "it is scheduled for deletion", False
+    if state.rotation_function != targets.rotation_function_arn:
+        return f"its rotation function is {state.rotation_function or 'none'}, not this deployment's", False
+    try:
+        check_encryption_key(state.arn, state.kms_key_id, settings.kms_key_arn)
+    except InvalidSecretError:
+        key = state.kms_key_id or "aws/secretsmanager"
+        return f"it is encrypted with KMS key {key}, not the deployment's: rotations are refused", True
+    return None, True
+
+
+def _report_unmanaged(
+    secret: RotatedSecret, user: str, problem: str, keys: AccessKeys, now: datetime, topic: AlarmTopic | None
+) -> None:
+    """Say so, and still report the age of the user's newest Active key."""
+    logger.warning("Bound secret cannot be looked after", secret_id=secret.arn, user=user, problem=problem)
+    try:
+        newest = max((k for k in keys.list() if k.status == "Active"), key=lambda k: k.created, default=None)
+    except InvalidSecretError:  # the user is gone too
+        newest = None
+    if newest is not None:
+        age = (now - newest.created).total_seconds() / 86400
+        metrics.add_metric(name=CURRENT_KEY_AGE_METRIC, unit=MetricUnit.NoUnit, value=age)
+        _metric(CURRENT_KEY_AGE_METRIC, round(age, 3), MetricUnit.NoUnit, secret.name)
+    if topic is not None:
+        topic.publish(
+            f"SES SMTP: bound secret not looked after ({secret.name})",
+            f"The deployment binds secret {secret.arn} to IAM user {user}, but {problem}. Its old keys are not "
+            "retired and it is not rotated until this is fixed. Find who changed it in CloudTrail "
+            "(DeleteSecret, RotateSecret, UpdateSecret, PutSecretValue), then restore it or redeploy the user's "
+            "stack (README: Runbook).",
+        )
+
+
+def _metric(name: str, value: float, unit: MetricUnit, secret_name: str) -> None:
+    dimensions = {"service": SERVICE, "SecretName": secret_name}
+    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE, default_dimensions=dimensions):
+        pass
 
 
 def _explain(error: Exception) -> tuple[str, str, bool]:
@@ -168,9 +236,7 @@ def _report(secret: RotatedSecret, user: str, decision: Decision, topic: AlarmTo
                 max_key_age_days=decision.max_key_age_days,
             )
     for name, (value, unit) in values.items():
-        dimensions = {"service": SERVICE, "SecretName": secret.name}
-        with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE, default_dimensions=dimensions):
-            pass
+        _metric(name, value, unit, secret.name)
     for action in decision.actions:
         if action.in_use and topic is not None:
             topic.publish(*_in_use_message(secret, user, action))
@@ -220,8 +286,10 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, list[str]]:
         sns = aws_clients.client("sns", deadline=deadline) if targets.alarm_topic_arn else None
         topic = AlarmTopic(sns, targets.alarm_topic_arn) if sns is not None and targets.alarm_topic_arn else None
         secrets = aws_clients.client("secretsmanager", deadline=deadline)
-        summary = run(now, settings, targets, secrets, aws_clients.client("iam", deadline=deadline), topic)
-    except Exception as error:  # bad settings, or ListSecrets failed: no secret was looked at
+        ssm = aws_clients.client("ssm", deadline=deadline) if settings.binding_path else None
+        iam = aws_clients.client("iam", deadline=deadline)
+        summary = run(now, settings, targets, secrets, iam, topic, ssm)
+    except Exception as error:  # bad settings, or the registry could not be read: no secret was looked at
         kind, reason, unexpected = _explain(error)
         logger.error("Retirement run failed", error=kind, reason=reason, exc_info=unexpected)
         raise

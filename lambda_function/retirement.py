@@ -17,7 +17,9 @@ yet stored it). Every other key of the bound user is one of:
   It retires: Active for `active_hours`, then Inactive for `inactive_days`, then deleted.
 - *never current*: newer than the current key and named by neither AWSCURRENT nor AWSPREVIOUS:
   the key of a failed or cancelled rotation. No application was given its password through
-  AWSCURRENT, so it is deactivated at once and deleted after the rollback window.
+  AWSCURRENT, so it is deactivated at once and deleted after the rollback window, unless it is in
+  use: labels are writable, so a key used since it was made is held like a previous key (its clock
+  starts at its creation). A failed rotation's key was never used and still stops at once.
 
 Without a usable current key (no rotation has succeeded yet, or AWSCURRENT names a key the user no
 longer has, or one that is Inactive) nothing but never-current keys retire: applications may
@@ -139,9 +141,11 @@ class Action:
 class Decision:
     actions: tuple[Action, ...]
     current_key_id: str | None  # AWSCURRENT's key when the user has it
-    current_key_age_days: float | None
+    current_key_age_days: float | None  # its age; without one, the newest Active key's
     active_keys: int
     max_key_age_days: float
+    # AWSCURRENT's username names a key that the user no longer has, or one that is Inactive
+    current_key_unusable: bool = False
 
     @property
     def current_key_too_old(self) -> bool:
@@ -217,13 +221,17 @@ def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementP
                     _action(Kind.KEEP, key, Role.UNRESOLVED, f"{why}: nothing retires until a rotation succeeds")
                 )
 
-    age = (now - current_key.created).total_seconds() / 86400 if current_key is not None else None
+    # Without a current key, the newest Active key's age: a writer who points AWSCURRENT at no key
+    # must not silence the compliance signal.
+    aged = current_key or max((k for k in keys if k.status == ACTIVE), key=lambda k: k.created, default=None)
+    age = (now - aged.created).total_seconds() / 86400 if aged is not None else None
     return Decision(
         actions=tuple(actions),
         current_key_id=current_key.access_key_id if current_key is not None else None,
         current_key_age_days=age,
         active_keys=sum(1 for key in keys if key.status == ACTIVE),
         max_key_age_days=policy.max_key_age_days,
+        current_key_unusable=current_id is not None and not usable,
     )
 
 
@@ -282,16 +290,28 @@ def _retire_previous(key: Key, t0: datetime, policy: RetirementPolicy, now: date
         return _deletion(key, Role.PREVIOUS, planned, policy, now)
     if now < planned:
         return _action(Kind.KEEP, key, Role.PREVIOUS, f"grace period: Active until {_at(planned)}", planned)
+    if policy.immediate:
+        why = "PREVIOUS_KEY_ACTIVE_HOURS is 0: stopped when the rotation finished"
+    else:
+        why = f"grace period over at {_at(planned)}; last used {_at(key.last_used)}"
+    return _hold_or_stop(key, Role.PREVIOUS, t0, why, policy, now)
+
+
+def _hold_or_stop(key: Key, role: Role, since: datetime, why: str, policy: RetirementPolicy, now: datetime) -> Action:
+    """An Active key due to stop: held while used after `since` and within `idle_hours` (evidence of
+    use: labels are writable, use is not), up to `since + max_active_hours`; otherwise stopped."""
     last = key.last_used
-    in_use = not policy.immediate and last is not None and last > t0 and now - last < timedelta(hours=policy.idle_hours)
-    limit = t0 + timedelta(hours=policy.max_active_hours)
+    in_use = (
+        not policy.immediate and last is not None and last > since and now - last < timedelta(hours=policy.idle_hours)
+    )
+    limit = since + timedelta(hours=policy.max_active_hours)
     if in_use and now < limit:
         assert last is not None
         due = min(last + timedelta(hours=policy.idle_hours), limit)
         return _action(
             Kind.HOLD,
             key,
-            Role.PREVIOUS,
+            role,
             f"still in use (last used {_at(last)}): held Active until idle or {_at(limit)}",
             due,
             in_use=True,
@@ -299,14 +319,11 @@ def _retire_previous(key: Key, t0: datetime, policy: RetirementPolicy, now: date
         )
     if in_use:
         why = f"still in use (last used {_at(last)}) but held the longest allowed (until {_at(limit)})"
-    elif policy.immediate:
-        why = "PREVIOUS_KEY_ACTIVE_HOURS is 0: stopped when the rotation finished"
-    else:
-        why = f"grace period over at {_at(planned)}; last used {_at(last)}"
-    return _stop(key, Role.PREVIOUS, why, policy, in_use=in_use)
+    return _stop(key, role, why, policy, in_use=in_use)
 
 
 def _retire_never_current(key: Key, policy: RetirementPolicy, now: datetime) -> Action:
     if key.status != ACTIVE:
         return _deletion(key, Role.NEVER_CURRENT, key.created, policy, now)
-    return _stop(key, Role.NEVER_CURRENT, "never AWSCURRENT's key (a failed or cancelled rotation)", policy)
+    why = f"never AWSCURRENT's key (a failed or cancelled rotation); last used {_at(key.last_used)}"
+    return _hold_or_stop(key, Role.NEVER_CURRENT, key.created, why, policy, now)

@@ -67,7 +67,9 @@ def read_state(keys: AccessKeys, secrets: SecretVersions, *, last_use: bool = Tr
         label = next((label for label in _LABELS if label in listing.labels), None)
         if label is None:
             continue  # read only when needed (`_with_history`)
-        username, user = _fields(secrets.value(label, listing.version_id))
+        # By version ID alone: a version's value never changes, so a label that moves after the
+        # listing cannot make this read disagree with it (the re-check before acting catches moves).
+        username, user = _fields(secrets.value_of_version(listing.version_id))
         versions.append(Version(listing.version_id, listing.labels, listing.created, username))
         if CURRENT in listing.labels:
             current_user = user
@@ -168,9 +170,58 @@ def retire(
     if _needs_history(decision, state):
         state = _with_history(state, secrets)
         decision = decide(state.keys, state.versions, policy, now)
+    labels = _labelled(state.versions)
     for action in decision.actions:
+        if action.kind in (Kind.DEACTIVATE, Kind.DELETE) and not still_as_decided(action, labels, keys, secrets):
+            logger.info(
+                "Access key left as it is: the secret's labels or the key changed since the decision; the next run "
+                "decides again",
+                extra={"secret_id": secrets.secret_id, "key_id": action.access_key_id, "action": action.kind.value},
+            )
+            continue
         _apply(action, keys, secrets.secret_id, logger)
+        if action.kind is Kind.DEACTIVATE:
+            _restore_if_made_current(action.access_key_id, labels, keys, secrets, logger)
     return decision
+
+
+def _labelled(versions: list[Version]) -> dict[str, str | None]:
+    """The version ID holding each of AWSCURRENT and AWSPENDING (None when none does)."""
+    return {label: next((v.version_id for v in versions if label in v.labels), None) for label in (CURRENT, PENDING)}
+
+
+def still_as_decided(action: Action, labels: dict[str, str | None], keys: AccessKeys, secrets: SecretVersions) -> bool:
+    """Re-read, right before deactivating or deleting a key, what the decision was made from: the
+    versions AWSCURRENT and AWSPENDING are on, and the key's status. A rotation, a rollback or a hand
+    edit may have moved a label since (SPEC §4a "Act on fresh state")."""
+    stages = secrets.describe().stages
+    now = {label: next((v for v, held in stages.items() if label in held), None) for label in labels}
+    if now.get(PENDING) is not None and now[PENDING] == now.get(CURRENT):
+        now[PENDING] = None  # AWSPENDING left on AWSCURRENT: no rotation in progress
+    before = dict(labels)
+    if before.get(PENDING) is not None and before[PENDING] == before.get(CURRENT):
+        before[PENDING] = None
+    if now != before:
+        return False
+    key = keys.get(action.access_key_id)
+    return key is not None and key.status == action.status
+
+
+def _restore_if_made_current(
+    key_id: str, labels: dict[str, str | None], keys: AccessKeys, secrets: SecretVersions, logger: Logger
+) -> None:
+    """After a deactivation: if AWSCURRENT moved meanwhile to a version naming that key (a rollback
+    between the re-check and the deactivation), make the key Active again."""
+    current = secrets.describe().version_with(CURRENT)
+    if current is None or current == labels.get(CURRENT):
+        return
+    username, _ = _fields(secrets.value_of_version(current))
+    if username == key_id:
+        keys.activate(key_id)
+        logger.warning(
+            "AWSCURRENT moved to this key while it was being deactivated (a rollback); made it Active again",
+            extra={"secret_id": secrets.secret_id, "key_id": key_id},
+        )
 
 
 def _apply(action: Action, keys: AccessKeys, secret_id: str, logger: Logger) -> None:

@@ -19,6 +19,8 @@ from lambda_function.settings import normalise_host
 from lambda_function.smtp_password import SMTP_REGIONS, derive_password
 
 DEFAULT_PORT = 587
+# Written by every rotation for its new key; everything else is carried over.
+_CREDENTIALS = frozenset({"username", "password", "passwords"})
 IMPLICIT_TLS_PORTS = frozenset({465, 2465})
 SES_SMTP_PORTS = frozenset({25, 587, 2587, *IMPLICIT_TLS_PORTS})
 # Regions whose SES SMTP endpoint has an email-smtp-fips. form (AWS General Reference, SES endpoints).
@@ -149,20 +151,26 @@ class SecretDocument:
                 f"another port is allowed only with a host in the deployment's {setting}."
             )
 
+    def carried(self) -> dict[str, Any]:
+        """What a rotation carries into the next version: every field but the credentials, with
+        `region`, `host` and `port` written explicitly."""
+        document = {k: v for k, v in self.fields.items() if k not in _CREDENTIALS}
+        document.update(region=self.region, host=self.host, port=self.port)
+        return document
+
+    def carried_differences(self, other: SecretDocument) -> list[str]:
+        """The fields, credentials aside, whose values differ between this document and `other`."""
+        mine, theirs = self.carried(), other.carried()
+        return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+
     def next_version(self, access_key_id: str, secret_access_key: str) -> dict[str, Any]:
         """The document of the next version: every field carried over, credentials for the new key.
 
         `region`, `host` and `port` are written explicitly; `passwords` is rewritten when
         `regions` is set and dropped otherwise (it would describe a retired key).
         """
-        document = {k: v for k, v in self.fields.items() if k != "passwords"}
-        document.update(
-            region=self.region,
-            host=self.host,
-            port=self.port,
-            username=access_key_id,
-            password=derive_password(secret_access_key, self.region),
-        )
+        document = self.carried()
+        document.update(username=access_key_id, password=derive_password(secret_access_key, self.region))
         if self.regions:
             document["passwords"] = {r: derive_password(secret_access_key, r) for r in self.regions}
         return document

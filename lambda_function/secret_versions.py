@@ -59,6 +59,9 @@ class SecretState:
     name: str
     rotation_enabled: bool
     stages: dict[str, list[str]]  # version ID -> staging labels
+    kms_key_id: str | None = None  # None: the AWS managed key aws/secretsmanager
+    rotation_function: str | None = None  # RotationLambdaARN
+    scheduled_for_deletion: bool = False
 
     def version_with(self, label: str) -> str | None:
         return next((version for version, labels in self.stages.items() if label in labels), None)
@@ -83,6 +86,9 @@ class SecretVersions:
             name=response["Name"],
             rotation_enabled=bool(response.get("RotationEnabled")),
             stages={k: list(v) for k, v in response.get("VersionIdsToStages", {}).items()},
+            kms_key_id=response.get("KmsKeyId") or None,
+            rotation_function=response.get("RotationLambdaARN") or None,
+            scheduled_for_deletion=response.get("DeletedDate") is not None,
         )
 
     def value(self, label: str, version_id: str | None = None) -> str | None:

@@ -1,8 +1,8 @@
 """The function's configuration, read from its environment at the start of every invocation.
 
-The deployment, not the secret, decides where credentials may go and whose keys a secret may
-rotate (SPEC §3): ``SMTP_ALLOWED_HOSTS``, ``SMTP_BOUND_USERS`` and ``SMTP_SECRET_BINDINGS`` are read
-here.
+The deployment, not the secret, decides where credentials may go, whose keys a secret may rotate
+and which KMS key encrypts it (SPEC §3): ``SMTP_ALLOWED_HOSTS``, ``SMTP_BINDING_PATH``,
+``SMTP_SECRET_BINDINGS`` and ``KMS_KEY_ARN`` are read here.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Final
 from lambda_function.errors import InvalidSettingsError
 
 PREVIOUS_KEY_ACTIONS: Final = ("keep", "deactivate", "delete")
-# SMTP_BOUND_USERS binds the secret named BOUND_NAME_PREFIX + <user> to <user>.
-BOUND_NAME_PREFIX: Final = "ses-smtp/"
 _IAM_USER_NAME: Final = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
+_SECRET_ARN: Final = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+-[A-Za-z0-9]{6}")
+_PARAMETER_PATH: Final = re.compile(r"/([A-Za-z0-9_.-]+/)+")
+_KMS_KEY_ARN: Final = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+")
 
 
 def parse_previous_key_action(value: str, source: str) -> str:
@@ -61,6 +62,11 @@ def _allowed_hosts(env: Mapping[str, str]) -> frozenset[str]:
 
 
 def _secret_bindings(env: Mapping[str, str]) -> dict[str, str]:
+    """SMTP_SECRET_BINDINGS: {"<exact secret ARN>": "<IAM user>"}, for secrets made by hand.
+
+    ARNs only: a name binds nothing, because a secret deleted and created again under its name gets
+    a new ARN (its random suffix changes), and whoever did that must not inherit the binding.
+    """
     raw = env.get("SMTP_SECRET_BINDINGS", "").strip()
     if not raw:
         return {}
@@ -69,36 +75,42 @@ def _secret_bindings(env: Mapping[str, str]) -> dict[str, str]:
     except ValueError:
         bindings = None
     if not isinstance(bindings, dict) or not all(
-        isinstance(k, str) and k and isinstance(v, str) for k, v in bindings.items()
+        isinstance(k, str) and isinstance(v, str) and _IAM_USER_NAME.fullmatch(v) for k, v in bindings.items()
     ):
         raise InvalidSettingsError(
-            'SMTP_SECRET_BINDINGS must be a JSON object {"<secret ARN or name>": "<IAM user name>", ...}.'
+            'SMTP_SECRET_BINDINGS must be a JSON object {"<secret ARN>": "<IAM user name>", ...}.'
         )
-    # An entry without a user binds nothing: the template's empty user list (CloudFormation passes
-    # an empty CommaDelimitedList as one empty item) yields {"ses-smtp/": ""}.
-    return {secret: user for secret, user in bindings.items() if user}
+    names = sorted(k for k in bindings if not _SECRET_ARN.fullmatch(k))
+    if names:
+        raise InvalidSettingsError(
+            f"SMTP_SECRET_BINDINGS names {', '.join(repr(n) for n in names)}; it takes exact secret ARNs "
+            "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>), because a name also "
+            "matches a secret deleted and created again by someone else."
+        )
+    return dict(bindings)
 
 
-def _bound_users(env: Mapping[str, str], bindings: Mapping[str, str]) -> frozenset[str]:
-    """SMTP_BOUND_USERS: IAM user names separated by spaces (IAM names may hold commas, never a
-    space); each binds the secret named ses-smtp/<user> to <user>. Compact where the JSON of
-    SMTP_SECRET_BINDINGS is not: Lambda allows 4 KB for all of a function's variables together."""
-    users = frozenset(env.get("SMTP_BOUND_USERS", "").split())  # empty entries (extra spaces) are dropped
-    bad = sorted(user for user in users if not _IAM_USER_NAME.fullmatch(user))
-    if bad:
+def _binding_path(env: Mapping[str, str]) -> str | None:
+    """SMTP_BINDING_PATH: the Parameter Store path of the deployment's binding registry."""
+    path = env.get("SMTP_BINDING_PATH", "").strip()
+    if not path:
+        return None
+    if not _PARAMETER_PATH.fullmatch(path):
         raise InvalidSettingsError(
-            f"SMTP_BOUND_USERS names {', '.join(repr(u) for u in bad)}; it takes IAM user names (1-64 of letters, "
-            "digits and +=,.@_-) separated by spaces."
+            f"SMTP_BINDING_PATH is {path!r}; it must be a Parameter Store path that starts and ends with / "
+            "(letters, digits and _.-/), e.g. /ses-smtp-rotation/my-stack/."
         )
-    clashes = sorted(
-        f"{BOUND_NAME_PREFIX}{user}" for user in users if bindings.get(BOUND_NAME_PREFIX + user, user) != user
-    )
-    if clashes:
+    return path
+
+
+def _kms_key_arn(env: Mapping[str, str]) -> str | None:
+    key = env.get("KMS_KEY_ARN", "").strip()
+    if key and not _KMS_KEY_ARN.fullmatch(key):
         raise InvalidSettingsError(
-            f"SMTP_BOUND_USERS and SMTP_SECRET_BINDINGS bind {', '.join(clashes)} to different users; "
-            "bind each secret to one user only."
+            f"KMS_KEY_ARN is {key!r}; set it to the ARN of the secrets' KMS key (arn:aws:kms:...:key/...), "
+            "or leave it empty for aws/secretsmanager."
         )
-    return users
+    return key or None
 
 
 @dataclass(frozen=True)
@@ -110,23 +122,13 @@ class Settings:
     smtp_connect_timeout: float = 10.0
     smtp_test_sender: str | None = None
     smtp_allowed_hosts: frozenset[str] = frozenset()
-    # secret ARN or name -> the one IAM user whose keys that secret may rotate
+    # exact secret ARN -> the one IAM user whose keys that secret may rotate (hand-made secrets)
     secret_bindings: Mapping[str, str] = field(default_factory=dict)
-    # users whose secret ses-smtp/<user> may rotate them (SMTP_BOUND_USERS)
-    bound_users: frozenset[str] = frozenset()
+    # the deployment's binding registry in Parameter Store (`lambda_function.binding`)
+    binding_path: str | None = None
+    # the KMS key the deployment's secrets must be encrypted with; None = aws/secretsmanager
+    kms_key_arn: str | None = None
     retirement: RetirementPolicy = field(default_factory=lambda: RetirementPolicy())
-
-    def bound_user(self, secret_arn: str, secret_name: str) -> str | None:
-        """The IAM user the deployment binds this secret to; None if unbound.
-
-        SMTP_SECRET_BINDINGS by ARN, else by name; else SMTP_BOUND_USERS by name: the secret named
-        ``ses-smtp/app-a`` is bound to ``app-a`` when that user is listed.
-        """
-        explicit = self.secret_bindings.get(secret_arn) or self.secret_bindings.get(secret_name)
-        if explicit:
-            return explicit
-        user = secret_name.removeprefix(BOUND_NAME_PREFIX)
-        return user if secret_name.startswith(BOUND_NAME_PREFIX) and user in self.bound_users else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -145,7 +147,8 @@ class Settings:
             smtp_test_sender=sender,
             smtp_allowed_hosts=_allowed_hosts(env),
             secret_bindings=bindings,
-            bound_users=_bound_users(env, bindings),
+            binding_path=_binding_path(env),
+            kms_key_arn=_kms_key_arn(env),
             retirement=retirement_policy(env),
         )
 

@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from lambda_function.access_keys import MAX_KEYS_PER_USER, AccessKeys
-from lambda_function.errors import InvalidEventError, InvalidSecretError, KeyLimitError
+from lambda_function.access_keys import MAX_KEYS_PER_USER, AccessKey, AccessKeys
+from lambda_function.binding import Bindings, check_encryption_key
+from lambda_function.errors import (
+    EditedDuringRotationError,
+    InvalidEventError,
+    InvalidSecretError,
+    KeyLimitError,
+    StateChangedError,
+)
 from lambda_function.retirement_executor import retire
 from lambda_function.secret_document import SecretDocument
 from lambda_function.secret_versions import CURRENT, PENDING, SecretVersions
@@ -36,6 +43,7 @@ class Rotation:
 
     secrets: SecretVersions
     iam: IAMClient
+    bindings: Bindings
     token: str
     rotation_token: str | None
     settings: Settings
@@ -71,21 +79,16 @@ class Rotation:
 def run_step(step: str, rotation: Rotation) -> None:
     """Check the token against the secret's stages, then run `step`.
 
-    The secret must be bound to an IAM user by the deployment, have rotation enabled, and the
-    token must be one of its versions. A token already `AWSCURRENT` means the rotation is done: the
+    The secret must be bound to an IAM user by the deployment (`binding`), have rotation enabled,
+    and the token must be one of its versions; createSecret and testSecret also refuse a secret not
+    encrypted with the deployment's KMS key. A token already `AWSCURRENT` means the rotation is done: the
     step does nothing, except that a retried finishSecret still retires the previous key.
     Otherwise the token must be `AWSPENDING`.
     """
     if step not in STEPS:
         raise InvalidEventError(f"Unknown Step {step!r}; expected one of {', '.join(STEPS)}.")
     state = rotation.secrets.describe()
-    user = rotation.settings.bound_user(state.arn, state.name)
-    if user is None:
-        raise InvalidSecretError(
-            f"Secret {state.arn} is not bound to an IAM user in this deployment, so it may rotate no one's keys; "
-            "nothing changed. Add it to SMTP_SECRET_BINDINGS, or name it ses-smtp/<user> and add the user to "
-            "SMTP_BOUND_USERS (the template does this for the secrets it makes)."
-        )
+    user = rotation.bindings.user_of(state.arn, state.name)
     if not state.rotation_enabled:
         raise InvalidSecretError(f"Secret {state.arn} does not have rotation enabled.")
     labels = state.stages.get(rotation.token)
@@ -101,6 +104,8 @@ def run_step(step: str, rotation: Rotation) -> None:
         raise InvalidSecretError(
             f"Version {rotation.token} of secret {state.arn} is not AWSPENDING (labels: {labels or 'none'})."
         )
+    if step in ("createSecret", "testSecret"):
+        check_encryption_key(state.arn, state.kms_key_id, rotation.settings.kms_key_arn)
     if step == "createSecret":
         create_secret(rotation, user)
     elif step == "setSecret":
@@ -116,7 +121,10 @@ def create_secret(rotation: Rotation, user: str) -> None:
 
     Guarantees: nothing changes when the current document, its endpoint or the IAM user is
     invalid; the user never holds more than two keys; a failed write leaves no orphan key; a retry
-    does not create a second key. Raises InvalidSecretError, KeyLimitError.
+    does not create a second key; a key is deleted only after re-reading that AWSCURRENT still names
+    the key it was decided from and this token's version is still empty, so a duplicate delivery of
+    the token or a rollback meanwhile never loses the key in use. Raises InvalidSecretError,
+    KeyLimitError, StateChangedError (Secrets Manager retries).
     """
     log = rotation.logger
     if rotation.secrets.value(PENDING, rotation.token) is not None:
@@ -125,7 +133,9 @@ def create_secret(rotation: Rotation, user: str) -> None:
     current = rotation.document(CURRENT, user)
     current.check_endpoint(rotation.settings.smtp_allowed_hosts)
     keys = AccessKeys(rotation.iam, user)
-    _free_key_slot(rotation, keys, current)
+    if not _free_key_slot(rotation, keys, current):
+        log.info("Another delivery of this token stored AWSPENDING meanwhile; createSecret already done")
+        return
 
     new_key = keys.create()
     log.info("Created access key", key_id=new_key.access_key_id, user=keys.user_name)
@@ -138,7 +148,7 @@ def create_secret(rotation: Rotation, user: str) -> None:
         rotation.secrets.put_pending(rotation.token, json.dumps(document), rotation_token)
     except Exception:
         # A timeout may hide a write that succeeded: keep the key if the pending version names it.
-        stored = rotation.secrets.value(PENDING, rotation.token)
+        stored = rotation.secrets.value_of_version(rotation.token)
         if stored is not None and json.loads(stored).get("username") == new_key.access_key_id:
             log.warning("PutSecretValue failed but the pending version was stored", key_id=new_key.access_key_id)
             return
@@ -148,8 +158,12 @@ def create_secret(rotation: Rotation, user: str) -> None:
     log.info("Stored AWSPENDING", key_id=new_key.access_key_id)
 
 
-def _free_key_slot(rotation: Rotation, keys: AccessKeys, current: SecretDocument) -> None:
-    """Make room for one key without deleting a key that applications may still use."""
+def _free_key_slot(rotation: Rotation, keys: AccessKeys, current: SecretDocument) -> bool:
+    """Make room for one key without deleting a key that applications may still use.
+
+    Returns False, deleting nothing, when this token's version got a value meanwhile (another
+    delivery of the same token did createSecret).
+    """
     existing = keys.list()
     current_key = current.username if any(k.access_key_id == current.username for k in existing) else None
     if current_key is not None:
@@ -159,11 +173,14 @@ def _free_key_slot(rotation: Rotation, keys: AccessKeys, current: SecretDocument
     else:
         if current.username is not None:
             rotation.logger.warning("AWSCURRENT names an access key the user no longer has", key_id=current.username)
-        # Keys older than this rotation may be in use by applications: keep them. Keys created
-        # since the pending version appeared are orphans of a crashed attempt of this rotation.
+        # Keys older than this rotation may be in use by applications: keep them. An orphan of a
+        # crashed attempt of this rotation was created since its version appeared, is named by no
+        # version and was never used: time alone deletes nothing.
         started = rotation.secrets.created(rotation.token)
-        doomed = [k for k in existing if started is not None and k.created >= started]
+        doomed = [k for k in existing if started is not None and k.created >= started and _orphan(rotation, keys, k)]
     for key in doomed:
+        if not _still_as_decided(rotation, current.username):
+            return False
         keys.delete(key.access_key_id)
         rotation.logger.info("Deleted access key to free a slot", key_id=key.access_key_id, status=key.status)
     remaining = [k for k in existing if k not in doomed]
@@ -174,6 +191,39 @@ def _free_key_slot(rotation: Rotation, keys: AccessKeys, current: SecretDocument
             "neither, so neither is safe to delete. Delete the one no application uses, or put its ID "
             "in the secret's username field, then rotate again."
         )
+    return True
+
+
+def _orphan(rotation: Rotation, keys: AccessKeys, key: AccessKey) -> bool:
+    """Whether `key` is an orphan of a crashed createSecret: never used, and named by no version."""
+    if keys.last_used(key.access_key_id) is not None:
+        return False
+    return not any(
+        key.access_key_id in (rotation.secrets.value_of_version(version) or "")
+        for version in rotation.secrets.describe().stages
+    )
+
+
+def _still_as_decided(rotation: Rotation, current_key: str | None) -> bool:
+    """Re-read, right before deleting a key, the facts the deletion was decided on.
+
+    AWSCURRENT must still name `current_key` (a rollback or a hand edit may have moved it: raise,
+    Secrets Manager retries from fresh state) and this token must still be AWSPENDING without a
+    value (False: another delivery of the token finished createSecret meanwhile).
+    """
+    state = rotation.secrets.describe()
+    if PENDING not in state.stages.get(rotation.token, []):
+        return False
+    if rotation.secrets.value_of_version(rotation.token) is not None:
+        return False
+    now_current = rotation.secrets.value(CURRENT)
+    named = json.loads(now_current).get("username") if now_current else None
+    if named != current_key:
+        raise StateChangedError(
+            f"AWSCURRENT of {rotation.secrets.secret_id} changed while this rotation was freeing a key slot (it "
+            f"named {current_key}, now {named}); no key was deleted. Secrets Manager retries from the new state."
+        )
+    return True
 
 
 def set_secret(rotation: Rotation, user: str) -> None:
@@ -236,10 +286,26 @@ def test_secret(rotation: Rotation, user: str) -> None:
 
 
 def finish_secret(rotation: Rotation, user: str, current_version: str | None) -> None:
-    """Move AWSCURRENT to the token; with an immediate policy, stop the previous key at once."""
+    """Move AWSCURRENT to the token; with an immediate policy, stop the previous key at once.
+
+    Refuses (EditedDuringRotationError, nothing moved) when AWSCURRENT was edited since createSecret
+    built the pending version from it: promoting would silently drop the edit.
+    """
     if current_version is None:
         raise InvalidSecretError(f"Secret {rotation.secrets.secret_id} has no AWSCURRENT version.")
     pending = rotation.pending(user)  # validates the document before anything moves
+    current = rotation.document(CURRENT, user, current_version)
+    edited = pending.carried_differences(current)
+    if edited:
+        raise EditedDuringRotationError(
+            f"AWSCURRENT of {rotation.secrets.secret_id} was edited after this rotation began (field(s) "
+            f"{', '.join(edited)} differ from the pending version, which was built from the value before the edit); "
+            "finishing would lose that edit, so nothing was promoted. Cancel this rotation and rotate again, which "
+            "builds the new version from the edited value: aws secretsmanager cancel-rotate-secret --secret-id "
+            f"{rotation.secrets.secret_id}; then remove AWSPENDING from version {rotation.token} "
+            "(update-secret-version-stage --version-stage AWSPENDING --remove-from-version-id ...); then "
+            "aws secretsmanager rotate-secret, which also turns automatic rotation back on (README: Runbook)."
+        )
     rotation.secrets.promote(rotation.token, current_version)
     rotation.logger.info("Moved AWSCURRENT", from_version=current_version, key_id=pending.username)
     _retire_previous_key(rotation, pending)

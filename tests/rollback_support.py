@@ -32,9 +32,13 @@ def retired_after_rotation(deployment: Deployment) -> tuple[str, str, dict[str, 
     return old_secret["username"], new, old_secret
 
 
-def rollback_in_process(secret_id: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+def rollback_in_process(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], secret_id: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """The command as an operator runs it: naming the deployment (its function), confirmed."""
     capsys.readouterr()
-    code = main(["rollback", "--secret-id", secret_id, "--json"])
+    secret = secret_id or deployment.arn
+    code = main(["rollback", "--secret-id", secret, "--function", deployment.function_arn, "--yes", "--json"])
     return code, json.loads(capsys.readouterr().out)
 
 

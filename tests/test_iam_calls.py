@@ -49,7 +49,7 @@ def test_a_rotation_makes_at_most_the_iam_calls_promised(
 
 @pytest.mark.parametrize(
     ("active_hours", "inactive_days", "budget"),
-    [("0", "7", 6), ("0", "0", 5)],
+    [("0", "7", 7), ("0", "0", 6)],
     ids=["deactivate-in-finish", "delete-in-finish"],
 )
 def test_an_immediate_policy_adds_only_the_calls_the_readme_states(

@@ -1,9 +1,10 @@
 """Many SMTP users, one deployment (SPEC §6): one rotation function serves every listed user's
 secret, and rotating one user's secret never touches another user's keys.
 
-The function's bindings (SMTP_BOUND_USERS) are the ones template.yaml gives a deployment of two
-users (one created, one adopted), resolved as CloudFormation would (tests/template/resolver.py); the
-secrets are named as the template names them. Rotations run through the handler against moto and the SES stand-in.
+The function's registry path (SMTP_BINDING_PATH) and each user's binding parameter are the ones
+template.yaml gives a deployment of two users (one created, one adopted), resolved as CloudFormation
+would (tests/template/resolver.py); the secrets are named as the template names them. Rotations run
+through the handler against moto and the SES stand-in.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import uuid
 
+import boto3
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from mypy_boto3_iam import IAMClient
@@ -43,8 +45,9 @@ def deployment(two_users: tuple[str, str], monkeypatch: pytest.MonkeyPatch, ses_
     the template sets them for these two users."""
     created, adopted = two_users
     stack = deploy({"SmtpUserNames": created, "AdoptedSmtpUserNames": adopted})
-    bound_users = stack.properties(FUNCTION_ID)["Environment"]["Variables"]["SMTP_BOUND_USERS"]
-    monkeypatch.setenv("SMTP_BOUND_USERS", bound_users)
+    monkeypatch.setenv(
+        "SMTP_BINDING_PATH", stack.properties(FUNCTION_ID)["Environment"]["Variables"]["SMTP_BINDING_PATH"]
+    )
     arns = {}
     for user in two_users:
         document = {
@@ -54,6 +57,13 @@ def deployment(two_users: tuple[str, str], monkeypatch: pytest.MonkeyPatch, ses_
             "port": ses_smtp.starttls_port,
         }
         arns[user] = secrets_client().create_secret(Name=f"ses-smtp/{user}", SecretString=json.dumps(document))["ARN"]
+        # The user's stack registers its secret's ARN (its Binding parameter), as CloudFormation would.
+        (binding,) = [
+            s.properties("Binding")
+            for s in stack.nested.values()
+            if s.properties("Binding")["Name"].endswith(f"/{user}")
+        ]
+        boto3.client("ssm").put_parameter(Name=binding["Name"], Value=arns[user], Type="String", Overwrite=True)
     return arns
 
 

@@ -193,9 +193,29 @@ TABLE: dict[str, Case] = {
     "never-current-unnamed-orphan-is-deactivated": Case(
         FAILED, FAILED.created + SECOND, Kind.DEACTIVATE, Role.NEVER_CURRENT
     ),
-    "never-current-in-use-is-not-held": Case(
+    # Labels are writable, use is not: a never-current key in use is held like a previous key,
+    # from its creation, until idle or for at most PREVIOUS_KEY_MAX_ACTIVE_HOURS.
+    "never-current-in-use-is-held": Case(
         replace(FAILED, last_used=FAILED.created + 2 * SECOND),
         FAILED.created + 3 * SECOND,
+        Kind.HOLD,
+        Role.NEVER_CURRENT,
+    ),
+    "never-current-idle-since-last-use-is-deactivated": Case(
+        replace(FAILED, last_used=FAILED.created + 2 * SECOND),
+        FAILED.created + 2 * SECOND + H + SECOND,
+        Kind.DEACTIVATE,
+        Role.NEVER_CURRENT,
+    ),
+    "never-current-in-use-just-before-longest-hold": Case(
+        replace(FAILED, last_used=FAILED.created + 168 * H - 2 * SECOND),
+        FAILED.created + 168 * H - SECOND,
+        Kind.HOLD,
+        Role.NEVER_CURRENT,
+    ),
+    "never-current-in-use-at-longest-hold-is-deactivated": Case(
+        replace(FAILED, last_used=FAILED.created + 168 * H - 2 * SECOND),
+        FAILED.created + 168 * H,
         Kind.DEACTIVATE,
         Role.NEVER_CURRENT,
     ),
@@ -310,7 +330,9 @@ def test_first_rotation_cancelled_deactivates_its_key_and_leaves_the_console_key
         ADOPTED.access_key_id: (Kind.KEEP, Role.UNRESOLVED),
         failed.access_key_id: (Kind.DEACTIVATE, Role.NEVER_CURRENT),
     }
-    assert decision.current_key_id is None and decision.current_key_age_days is None
+    assert decision.current_key_id is None
+    # No current key: the newest Active key's age still reaches the compliance alarm.
+    assert decision.current_key_age_days == pytest.approx(400 - 1 / 86400)
 
 
 @pytest.mark.parametrize("status", ["Inactive", "deleted"])

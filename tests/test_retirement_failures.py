@@ -32,11 +32,11 @@ ACCESS_DENIED_IAM = (
     "arn:aws:sts::123456789012:assumed-role/retirement/fn is not authorized to perform: iam:ListAccessKeys "
     "on resource: user ses-smtp-app</Message></Error><RequestId>1</RequestId></ErrorResponse>"
 )
-ACCESS_DENIED_SECRETS = json.dumps(
+ACCESS_DENIED_REGISTRY = json.dumps(
     {
         "__type": "AccessDeniedException",
         "Message": "User: arn:aws:sts::123456789012:assumed-role/retirement/fn is not authorized to perform: "
-        "secretsmanager:ListSecrets because no identity-based policy allows it",
+        "ssm:GetParametersByPath because no identity-based policy allows it",
     }
 )
 
@@ -130,15 +130,16 @@ def test_bad_settings_fail_the_run_in_one_line_naming_the_variable(
     assert "PREVIOUS_KEY_IDLE_HOURS" in line["reason"]
 
 
-def test_listing_the_secrets_refused_fails_the_run_in_one_line_naming_the_api_and_what_to_do(
-    deployment: Deployment, caplog: pytest.LogCaptureFixture
+def test_reading_the_registry_refused_fails_the_run_in_one_line_naming_the_api_and_what_to_do(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SMTP_BINDING_PATH", f"/ses-smtp-rotation/{uuid.uuid4().hex[:8]}/")
     with (
-        aws_answers("before-send.secrets-manager.ListSecrets", 400, ACCESS_DENIED_SECRETS),
+        aws_answers("before-send.ssm.GetParametersByPath", 400, ACCESS_DENIED_REGISTRY),
         pytest.raises(ClientError),
     ):
         deployment.retire()
     (line,) = lines(caplog, "Retirement run failed")
     assert line["error"] == "AccessDeniedException"
-    assert line["reason"].startswith("ListSecrets failed with AccessDeniedException: User: ")
+    assert line["reason"].startswith("GetParametersByPath failed with AccessDeniedException: User: ")
     assert "What to do: the function's role" in line["reason"]

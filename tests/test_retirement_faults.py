@@ -213,6 +213,10 @@ def date_current_version_after_its_key(deployment: Deployment) -> None:
     version_created(deployment.arn, version_id, key["CreateDate"] + 2 * timedelta(seconds=1))
 
 
+# Right before each deactivation or deletion: the labels and the key's status, read again.
+RECHECK = ("secrets-manager.DescribeSecret", "iam.ListAccessKeys")
+
+
 @pytest.mark.parametrize("dated", ["by-rotate-secret", "by-put-secret-value"])
 def test_a_retirement_run_makes_few_aws_calls_per_secret(
     dated: str, iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch
@@ -225,16 +229,17 @@ def test_a_retirement_run_makes_few_aws_calls_per_secret(
         date_current_version_after_its_key(deployment)
     with recorded_calls() as calls:
         deployment.retire(check=False)
-    # Once per run: ListSecrets, one page per 100 secrets of the account (moto holds every test's).
-    pages = calls.count("secrets-manager.ListSecrets")
-    assert pages >= 1 and calls[:pages] == ["secrets-manager.ListSecrets"] * pages
-    assert calls[pages:] == [
+    # The secret comes from the deployment's bindings (here SMTP_SECRET_BINDINGS: no call).
+    assert calls == [
+        "secrets-manager.DescribeSecret",  # it still exists, rotated by this deployment, with its key
         "iam.ListAccessKeys",
         "secrets-manager.ListSecretVersionIds",
         "secrets-manager.GetSecretValue",  # AWSCURRENT: the current key and the user it names
         "secrets-manager.GetSecretValue",  # AWSPREVIOUS: the previous key
         "iam.GetAccessKeyLastUsed",  # evidence of use, for every key but AWSCURRENT's
+        *RECHECK,
         "iam.UpdateAccessKey",  # the deactivation
+        "secrets-manager.DescribeSecret",  # AWSCURRENT did not move onto the key meanwhile
     ]
 
 
@@ -249,13 +254,15 @@ def test_after_edits_by_hand_a_run_reads_one_more_version(
     with recorded_calls() as calls:
         deployment.retire(check=False)
     assert deployment.keys() == expected
-    pages = calls.count("secrets-manager.ListSecrets")
-    assert calls[pages:] == [
+    assert calls == [
+        "secrets-manager.DescribeSecret",
         "iam.ListAccessKeys",
         "secrets-manager.ListSecretVersionIds",
         "secrets-manager.GetSecretValue",  # AWSCURRENT: the second edit
         "secrets-manager.GetSecretValue",  # AWSPREVIOUS: the first edit, same key
         "iam.GetAccessKeyLastUsed",
         "secrets-manager.GetSecretValue",  # the rotation's version, unlabelled: when the key became current
+        *RECHECK,
         "iam.UpdateAccessKey",
+        "secrets-manager.DescribeSecret",
     ]

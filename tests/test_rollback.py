@@ -49,7 +49,18 @@ def test_rollback_inside_the_window_reactivates_the_previous_key_and_moves_awscu
 
     # As an operator runs it: the installed command line, against moto through AWS_ENDPOINT_URL.
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "rollback", "--secret-id", deployment.arn, "--json"],
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "rollback",
+            "--secret-id",
+            deployment.arn,
+            "--function",
+            deployment.function_arn,
+            "--yes",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -84,7 +95,7 @@ def test_rollback_after_deletion_is_refused_and_changes_nothing(
     assert deployment.retire()["deleted"] == [old]
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1
     assert report["status"] == "refused" and report["key_id"] == old
@@ -99,7 +110,7 @@ def test_rollback_during_a_rotation_in_progress_is_refused_and_changes_nothing(
     token = begin_rotation(secrets_client(), deployment.arn, function_arn=deployment.function_arn)
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and token in report["reason"] and "in progress" in report["reason"]
     assert snapshot(deployment) == before
@@ -110,7 +121,7 @@ def test_rollback_with_only_the_bootstrap_version_behind_is_refused(
 ) -> None:
     deployment.rotate()
     before = snapshot(deployment)
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
     assert code == 1 and "names no access key" in report["reason"]
     assert snapshot(deployment) == before
 
@@ -120,11 +131,11 @@ def test_rollback_interrupted_before_the_label_moved_completes_when_run_again(
 ) -> None:
     old, new, old_secret = retired_after_rotation(deployment)
     with failing_call("before-call.secrets-manager.UpdateSecretVersionStage"), pytest.raises(Crash):
-        main(["rollback", "--secret-id", deployment.arn])
+        main(["rollback", "--secret-id", deployment.arn, "--function", deployment.function_arn, "--yes"])
     assert current(deployment.arn)["username"] == new  # not rolled back yet, key already Active
     assert deployment.keys() == {old: "Active", new: "Active"}
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 0 and report["reactivated"] is False
     assert current(deployment.arn) == old_secret
@@ -133,7 +144,7 @@ def test_rollback_interrupted_before_the_label_moved_completes_when_run_again(
 def test_rollback_prints_a_table_for_people(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
     old, _, _ = retired_after_rotation(deployment)
     capsys.readouterr()
-    assert main(["rollback", "--secret-id", deployment.arn]) == 0
+    assert main(["rollback", "--secret-id", deployment.arn, "--function", deployment.function_arn, "--yes"]) == 0
     out = capsys.readouterr().out
     assert f"access key          {old}" in out
     assert "key status now      Active (reactivated)" in out
@@ -146,10 +157,10 @@ def test_rollback_run_twice_refuses_the_second_time_and_changes_nothing(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _old, _new, old_secret = retired_after_rotation(deployment)
-    assert rollback_in_process(deployment.arn, capsys)[0] == 0
+    assert rollback_in_process(deployment, capsys)[0] == 0
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and "already looks rolled back" in report["reason"] and "rotate-secret" in report["reason"]
     assert snapshot(deployment) == before
@@ -161,11 +172,13 @@ def test_rollback_whose_answer_was_lost_after_the_label_moved_stays_rolled_back_
 ) -> None:
     old, new, old_secret = retired_after_rotation(deployment)
     with answer_lost_after_awscurrent_moves(), pytest.raises(Crash):
-        main(["rollback", "--secret-id", deployment.arn])  # the label moved; the operator saw a failure
+        main(
+            ["rollback", "--secret-id", deployment.arn, "--function", deployment.function_arn, "--yes"]
+        )  # the label moved; the operator saw a failure
     assert current(deployment.arn) == old_secret
     rolled_back = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and "already looks rolled back" in report["reason"]
     assert snapshot(deployment) == rolled_back

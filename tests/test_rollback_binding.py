@@ -66,7 +66,7 @@ def test_rollback_never_reactivates_another_users_key_whatever_the_secret_says(
     assert version_with(deployment.arn, "AWSPREVIOUS") == planted
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and report["status"] == "refused"
     assert f"bound to IAM user {deployment.user}" in report["reason"]
@@ -82,7 +82,7 @@ def test_rollback_refuses_when_awscurrent_names_another_user(
     write_version(deployment.arn, {"iam_user_name": victim[0]})  # the rotated version becomes AWSPREVIOUS
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and "AWSCURRENT" in report["reason"] and victim[0] in report["reason"]
     assert snapshot(deployment) == before
@@ -97,7 +97,7 @@ def test_rollback_refuses_a_version_that_sends_elsewhere_than_the_deployment_all
     write_version(deployment.arn, current(deployment.arn) | {"username": new})
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and "smtp.attacker.example" in report["reason"]
     assert deployment.keys() == {old: "Inactive", new: "Active"}
@@ -112,7 +112,7 @@ def test_rollback_checks_the_endpoint_against_the_rotation_functions_allowed_hos
     set_function_setting(deployment, "SMTP_ALLOWED_HOSTS", None)
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and STANDIN_HOST in report["reason"] and "SMTP_ALLOWED_HOSTS" in report["reason"]
     assert snapshot(deployment) == before
@@ -126,14 +126,18 @@ def test_rollback_refuses_a_secret_its_rotation_function_does_not_bind(
     set_function_setting(deployment, "SMTP_SECRET_BINDINGS", None)
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
     assert code == 1 and "not bound" in report["reason"] and deployment.function_arn in report["reason"]
     assert snapshot(deployment) == before
 
 
 def test_rollback_refuses_a_secret_without_a_rotation_function(
-    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, capsys: pytest.CaptureFixture[str]
+    deployment: Deployment,
+    iam_client: IAMClient,
+    iam_user: str,
+    ses_smtp: SesSmtpStandIn,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     older, newer = (iam_client.create_access_key(UserName=iam_user)["AccessKey"]["AccessKeyId"] for _ in range(2))
     iam_client.update_access_key(UserName=iam_user, AccessKeyId=older, Status="Inactive")
@@ -141,9 +145,9 @@ def test_rollback_refuses_a_secret_without_a_rotation_function(
     write_version(arn, current(arn) | {"username": newer})
     before = keys_of(iam_client, iam_user), stages(arn)
 
-    code, report = rollback_in_process(arn, capsys)
+    code, report = rollback_in_process(deployment, capsys, arn)
 
-    assert code == 1 and "no rotation function" in report["reason"]
+    assert code == 1 and "is rotated by no function, not by the deployment you named" in report["reason"]
     assert (keys_of(iam_client, iam_user), stages(arn)) == before
 
 
@@ -154,7 +158,7 @@ def test_rollback_refuses_when_the_rotation_function_is_gone(
     boto3.client("lambda").delete_function(FunctionName=deployment.function_arn)
     before = snapshot(deployment)
 
-    code, report = rollback_in_process(deployment.arn, capsys)
+    code, report = rollback_in_process(deployment, capsys)
 
-    assert code == 1 and deployment.function_arn in report["reason"] and "no longer exists" in report["reason"]
+    assert code == 1 and deployment.function_arn in report["reason"] and "does not exist" in report["reason"]
     assert snapshot(deployment) == before

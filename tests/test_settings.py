@@ -39,67 +39,38 @@ def test_bad_value_is_a_clear_error(env: dict[str, str], problem: str) -> None:
         Settings.from_env(env)
 
 
-def test_secret_bindings_bind_by_arn_or_name_and_an_entry_without_a_user_binds_nothing() -> None:
-    # What the template gives a deployment of two created users and no adopted one: the empty
-    # adopted list arrives as one empty item, i.e. the entry {"ses-smtp/": ""}.
-    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ses-smtp/app-a-AbCdEf"
-    settings = Settings.from_env(
-        {"SMTP_SECRET_BINDINGS": '{"ses-smtp/app-a": "app-a", "ses-smtp/app-b": "app-b", "ses-smtp/": ""}'}
-    )
-    assert settings.secret_bindings == {"ses-smtp/app-a": "app-a", "ses-smtp/app-b": "app-b"}
-    assert settings.bound_user(arn, "ses-smtp/app-a") == "app-a"
-    assert settings.bound_user("arn:aws:secretsmanager:eu-west-1:123456789012:secret:ses-smtp/-x", "ses-smtp/") is None
+ARN_OF = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf".format
+
+
+def test_secret_bindings_take_exact_arns() -> None:
+    hand_made = ARN_OF("mail/legacy-relay")
+    settings = Settings.from_env({"SMTP_SECRET_BINDINGS": f'{{"{hand_made}": "relay"}}'})
+    assert settings.secret_bindings == {hand_made: "relay"}
+
+
+@pytest.mark.parametrize("key", ["ses-smtp/app-a", "mail/legacy-relay", "arn:aws:secretsmanager:::secret:x"])
+def test_a_name_in_secret_bindings_is_refused_because_a_recreated_secret_has_the_same_name(key: str) -> None:
+    with pytest.raises(InvalidSettingsError, match="it takes exact secret ARNs"):
+        Settings.from_env({"SMTP_SECRET_BINDINGS": f'{{"{key}": "app-a"}}'})
 
 
 @pytest.mark.parametrize(
-    "raw", ['["ses-smtp/app-a"]', '{"": "app-a"}', '{"ses-smtp/app-a": 1}', '{"ses-smtp/app-a": null}', "not json"]
+    "raw", ['["ses-smtp/app-a"]', '{"x": ""}', '{"ses-smtp/app-a": 1}', '{"ses-smtp/app-a": null}', "not json"]
 )
 def test_malformed_secret_bindings_are_a_clear_error(raw: str) -> None:
     with pytest.raises(InvalidSettingsError, match="SMTP_SECRET_BINDINGS must be a JSON object"):
         Settings.from_env({"SMTP_SECRET_BINDINGS": raw})
 
 
-ARN_OF = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf".format
-
-
-def test_bound_users_bind_the_secret_named_after_each_user_and_nothing_else() -> None:
-    # What the template gives a deployment: created and adopted names joined by spaces; an empty
-    # list contributes an empty entry (here the leading and the doubled spaces). IAM names may hold
-    # commas and dots.
-    settings = Settings.from_env({"SMTP_BOUND_USERS": " app-a  console.user,eu@prod "})
-    assert settings.bound_users == {"app-a", "console.user,eu@prod"}
-    for user in ("app-a", "console.user,eu@prod"):
-        assert settings.bound_user(ARN_OF(f"ses-smtp/{user}"), f"ses-smtp/{user}") == user
-    for name in (
-        "ses-smtp/other",  # a user the deployment does not list
-        "ses-smtp-x/app-a",  # another prefix
-        "ses-smtp/app-a/x",
-        "app-a",
-        "xses-smtp/app-a",
-        "ses-smtp/",
-        "ses-smtp/console.user",  # part of a listed name
-    ):
-        assert settings.bound_user(ARN_OF(name), name) is None, name
-
-
-def test_secret_bindings_and_bound_users_may_both_be_set() -> None:
-    hand_made = ARN_OF("mail/legacy-relay")
-    settings = Settings.from_env(
-        {"SMTP_BOUND_USERS": "app-a", "SMTP_SECRET_BINDINGS": f'{{"{hand_made}": "relay", "ses-smtp/app-a": "app-a"}}'}
-    )
-    assert settings.bound_user(hand_made, "mail/legacy-relay") == "relay"
-    assert settings.bound_user(ARN_OF("ses-smtp/app-a"), "ses-smtp/app-a") == "app-a"
-    assert settings.bound_user(ARN_OF("ses-smtp/relay"), "ses-smtp/relay") is None
-
-
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        ({"SMTP_BOUND_USERS": "app-a ses-smtp/app-b"}, "SMTP_BOUND_USERS names 'ses-smtp/app-b'"),
-        ({"SMTP_BOUND_USERS": "x" * 65}, "SMTP_BOUND_USERS names 'xxx"),
-        ({"SMTP_BOUND_USERS": "app-a", "SMTP_SECRET_BINDINGS": '{"ses-smtp/app-a": "app-b"}'}, "to different users"),
+        ({"SMTP_BINDING_PATH": "ses-smtp-rotation/stack/"}, "SMTP_BINDING_PATH is"),
+        ({"SMTP_BINDING_PATH": "/ses-smtp-rotation/stack"}, "SMTP_BINDING_PATH is"),
+        ({"SMTP_BINDING_PATH": "/ses smtp/"}, "SMTP_BINDING_PATH is"),
+        ({"KMS_KEY_ARN": "alias/my-key"}, "KMS_KEY_ARN is 'alias/my-key'"),
     ],
 )
-def test_bad_bound_users_are_a_clear_error(env: dict[str, str], problem: str) -> None:
+def test_bad_binding_path_or_kms_key_is_a_clear_error(env: dict[str, str], problem: str) -> None:
     with pytest.raises(InvalidSettingsError, match=problem):
         Settings.from_env(env)

@@ -21,7 +21,6 @@ from infra.rotation_driver import STEPS, begin_rotation, run_steps, step_event
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import InvalidSecretError
 from tests.support import (
-    bind,
     create_secret,
     current,
     invoke,
@@ -181,19 +180,6 @@ def test_a_secret_the_deployment_did_not_bind_is_refused(iam_client: IAMClient, 
     with pytest.raises(InvalidSecretError, match="not bound to an IAM user in this deployment"):
         invoke(step_event("createSecret", arn, token, None))
     assert keys_of(iam_client, iam_user) == {}
-
-
-def test_a_secret_may_be_bound_by_name(iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn) -> None:
-    name = f"bound-by-name-{iam_user}"
-    arn = sm().create_secret(
-        Name=name,
-        SecretString=json.dumps({"iam_user_name": iam_user, "host": "localhost", "port": ses_smtp.starttls_port}),
-    )["ARN"]
-    bind(name, iam_user)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSL_CERT_FILE", ses_smtp.ca_path)
-        rotate(arn)
-    assert list(keys_of(iam_client, iam_user)) == [current(arn)["username"]]
 
 
 @pytest.mark.usefixtures("smtp_ca")

@@ -1,19 +1,24 @@
-"""``rollback --secret-id SECRET``: move AWSCURRENT back to the AWSPREVIOUS version (SPEC §4a).
+"""``rollback --secret-id SECRET --function ARN|--stack NAME``: move AWSCURRENT back to the
+AWSPREVIOUS version (SPEC §4a).
 
 Within the rollback window the previous key still exists (Inactive after its grace period). The
 command then reactivates it if needed and moves AWSCURRENT back to its version; Secrets Manager
 moves AWSPREVIOUS onto the version rolled away from.
 
 The deployment, not the secret, decides whose key this may touch and where the restored version
-may send: the secret's rotation function states the bound IAM user and the allowed SMTP hosts
-(``rollback_binding``). It refuses, changing nothing and exiting 1, when that is not safe: the
-secret has no rotation function or is not bound to a user; AWSCURRENT or AWSPREVIOUS names another
-IAM user; AWSPREVIOUS names no key, a deleted key, or an endpoint the deployment does not allow; a
-rotation is in progress; or the secret already looks rolled back (AWSPREVIOUS's key is newer than
-AWSCURRENT's).
+may send: the operator names the deployment, whose rotation function states the allowed SMTP hosts
+and binds the secret by its exact ARN (``rollback_binding``). It refuses, changing nothing and
+exiting 1, when that is not safe: the secret is rotated by another function or is not bound to a
+user; AWSCURRENT or AWSPREVIOUS does not name the bound IAM user; AWSPREVIOUS names no key, a
+deleted key, a key whose deletion is due before the next retirement run, or an endpoint the
+deployment does not allow; a rotation is in progress; or the secret already looks rolled back
+(AWSPREVIOUS's key is newer than AWSCURRENT's).
 
-Steps: reactivate the key; remove a stale AWSPENDING label from the current version (it would
-block the next rotation once that version is not current); move AWSCURRENT. Safe to repeat: run
+It shows what it will do and asks before changing anything (``--yes`` for scripts). Steps:
+reactivate the key; re-read the labels (another actor may have moved them: then it refuses);
+remove a stale AWSPENDING label from the current version (it would block the next rotation once
+that version is not current); move AWSCURRENT; re-read the key and make sure it is Active (a
+retirement run may have stopped it meanwhile). Safe to repeat: run
 again after a failure, it finishes what is left; run again after it succeeded (or after its answer
 was lost once the label moved), it refuses, because the key AWSPREVIOUS then names is newer than
 AWSCURRENT's, and moving forward again is a rotation's job, not a rollback's.
@@ -27,16 +32,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
+from botocore.exceptions import ClientError
 
-from infra.cli.rollback_binding import Binding, deployment_binding
+from infra.cli.printable import printable
+from infra.cli.rollback_binding import Binding, deployment_binding, function_of_stack
 from lambda_function.access_keys import AccessKeys
 from lambda_function.errors import InvalidSecretError, RollbackRefusedError
+from lambda_function.retirement import Kind, decide
+from lambda_function.retirement_executor import read_state
 from lambda_function.secret_document import SecretDocument
 from lambda_function.secret_versions import CURRENT, PENDING, PREVIOUS, SecretState, SecretVersions
+
+# The retirement function runs every hour: a key whose deletion is due before then is not restored.
+RETIREMENT_RUN_INTERVAL = timedelta(hours=1)
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -124,7 +138,13 @@ def _key_to_restore(secrets: SecretVersions, state: SecretState, binding: Bindin
 
 
 def plan(
-    secrets: SecretVersions, iam: IAMClient, functions: LambdaClient, secretsmanager: SecretsManagerClient
+    secrets: SecretVersions,
+    iam: IAMClient,
+    functions: LambdaClient,
+    secretsmanager: SecretsManagerClient,
+    ssm: Any,
+    function_arn: str,
+    now: datetime,
 ) -> tuple[Rollback, AccessKeys]:
     """Check that a rollback is safe; raise Refused (nothing changed) otherwise. Reads only."""
     try:
@@ -133,15 +153,15 @@ def plan(
         raise Refused(str(error), Rollback(secrets.secret_id, None, None, None, None, None)) from None
     found = Rollback(state.arn, state.version_with(CURRENT), state.version_with(PREVIOUS), None, None, None)
     try:
-        binding = deployment_binding(secretsmanager, functions, state.arn, state.name)
+        binding = deployment_binding(secretsmanager, functions, ssm, function_arn, state.arn)
     except RollbackRefusedError as error:
         raise Refused(str(error), found) from None
     found = replace(found, user=binding.user, rotation_function=binding.function_arn)
     current, previous = _check_stages(state, found)
 
-    now = _json_object(secrets.value(CURRENT, current))
-    named = now.get("iam_user_name")
-    if named is not None and (not isinstance(named, str) or named.strip() != binding.user):
+    now_doc = _json_object(secrets.value(CURRENT, current))
+    named = now_doc.get("iam_user_name")
+    if not isinstance(named, str) or named.strip() != binding.user:
         raise Refused(
             f"Secret {state.arn} is bound to IAM user {binding.user} by its deployment ({binding.function_arn}), but "
             f"its AWSCURRENT version {current} names IAM user {named}; refused, nothing changed. Set iam_user_name "
@@ -164,7 +184,7 @@ def plan(
             found,
         )
     found = replace(found, key_status_before=key.status)
-    current_key_id = now.get("username")
+    current_key_id = now_doc.get("username")
     current_key = listed.get(current_key_id) if isinstance(current_key_id, str) else None
     if current_key is not None and key.created > current_key.created:
         raise Refused(
@@ -174,45 +194,139 @@ def plan(
             f"aws secretsmanager rotate-secret --secret-id {state.arn}",
             found,
         )
+    _refuse_if_deletion_is_due(keys, secrets, binding, key_id, now, found)
     return found, keys
 
 
+def _refuse_if_deletion_is_due(
+    keys: AccessKeys, secrets: SecretVersions, binding: Binding, key_id: str, now: datetime, found: Rollback
+) -> None:
+    """A retirement run may already be deleting the key (it decided before this rollback moves the
+    label): refuse when its deletion is due before the next run, by the retirement function's own rule."""
+    state = read_state(keys, secrets)
+    decision = decide(state.keys, state.versions, binding.settings.retirement, now)
+    action = next((a for a in decision.actions if a.access_key_id == key_id), None)
+    if action is None:
+        return
+    # The next hourly run; when the rollback window itself is shorter (durations compressed, as in
+    # the demo), a tenth of it.
+    window = timedelta(days=binding.settings.retirement.inactive_days)
+    soon = now + min(RETIREMENT_RUN_INTERVAL, window / 10)
+    if action.kind is Kind.DELETE or (action.status != "Active" and action.due is not None and action.due <= soon):
+        when = "now" if action.kind is Kind.DELETE or action.due is None else action.due.isoformat(timespec="seconds")
+        raise Refused(
+            f"Access key {key_id} is due to be deleted by the retirement function ({when}, before its next run); "
+            "rolling back to it could leave AWSCURRENT naming a deleted key. Nothing was changed. "
+            f"Rotate {secrets.secret_id} to get a new key instead.",
+            found,
+        )
+
+
 def rollback(
-    secrets: SecretVersions, iam: IAMClient, functions: LambdaClient, secretsmanager: SecretsManagerClient
+    secrets: SecretVersions,
+    iam: IAMClient,
+    functions: LambdaClient,
+    secretsmanager: SecretsManagerClient,
+    ssm: Any,
+    function_arn: str,
+    now: datetime,
+    confirm: Callable[[Rollback], bool] = lambda _: True,
 ) -> Rollback:
-    """Reactivate the previous key if needed and move AWSCURRENT back to its version."""
-    found, keys = plan(secrets, iam, functions, secretsmanager)
+    """Reactivate the previous key if needed and move AWSCURRENT back to its version, once
+    `confirm` accepts the plan; re-check the labels right before moving them and the key right after."""
+    found, keys = plan(secrets, iam, functions, secretsmanager, ssm, function_arn, now)
     assert found.key_id is not None and found.to_version is not None and found.from_version is not None
+    if not confirm(found):
+        raise Refused("Not confirmed; nothing was changed (pass --yes to roll back without a prompt).", found)
     reactivated = found.key_status_before != "Active"
     if reactivated and not keys.activate(found.key_id):
         raise Refused(f"Access key {found.key_id} disappeared while rolling back; rotate instead.", found)
-    stale_pending = PENDING in secrets.describe().stages.get(found.from_version, [])
-    if stale_pending:
-        secrets.remove_label(PENDING, found.from_version)
-    secrets.promote(found.to_version, found.from_version)
+    stages = secrets.describe().stages
+    moved = CURRENT not in stages.get(found.from_version, []) or PREVIOUS not in stages.get(found.to_version, [])
+    pending = next((v for v, labels in stages.items() if PENDING in labels and CURRENT not in labels), None)
+    if moved or pending is not None:
+        raise Refused(
+            f"The labels of {found.secret} moved while rolling back (a rotation, another rollback or an edit); "
+            "AWSCURRENT was not moved. Run the command again to decide from the new state.",
+            replace(found, reactivated=reactivated),
+        )
+    stale_pending = PENDING in stages.get(found.from_version, [])
+    try:
+        if stale_pending:
+            secrets.remove_label(PENDING, found.from_version)
+        secrets.promote(found.to_version, found.from_version)
+    except ClientError as error:
+        raise Refused(
+            f"Moving AWSCURRENT of {found.secret} failed ({error.response.get('Error', {}).get('Code', 'error')}): its "
+            "labels moved meanwhile. Run the command again to decide from the new state.",
+            replace(found, reactivated=reactivated),
+        ) from None
+    restored = keys.get(found.key_id)
+    if restored is not None and restored.status != "Active":  # stopped by a retirement run meanwhile
+        keys.activate(found.key_id)
+        reactivated = True
+    if restored is None:
+        raise Refused(
+            f"Access key {found.key_id} was deleted while rolling back; AWSCURRENT now names it. Rotate "
+            f"{found.secret} at once: aws secretsmanager rotate-secret --secret-id {found.secret}",
+            replace(found, reactivated=reactivated),
+        )
     return replace(found, reactivated=reactivated, removed_stale_pending=stale_pending)
 
 
-def _print_table(result: Rollback, refused: str | None) -> None:
+def _print_plan(found: Rollback) -> None:
+    """What the rollback will do (before anything changes)."""
+    _rows(found, [("will restore", found.to_version), ("key status now", found.key_status_before)], sys.stderr)
+    if found.key_status_before != "Active":
+        print(f"\nAccess key {printable(found.key_id)} will be made Active again.", file=sys.stderr)
+
+
+def _rows(result: Rollback, extra: list[tuple[str, str | None]], out: TextIO = sys.stdout) -> None:
     rows = [
         ("secret", result.secret),
-        ("AWSCURRENT was", result.from_version or "-"),
-        ("rolled back to", result.to_version or "-"),
-        ("rotation function", result.rotation_function or "-"),
-        ("IAM user (bound)", result.user or "-"),
-        ("access key", result.key_id or "-"),
-        ("key status before", result.key_status_before or "deleted"),
+        ("AWSCURRENT is", result.from_version),
+        ("deployment", result.rotation_function),
+        ("IAM user (bound)", result.user),
+        ("access key", result.key_id),
+        *extra,
     ]
-    if refused is None:
-        rows.append(("key status now", "Active" + (" (reactivated)" if result.reactivated else "")))
     for name, value in rows:
-        print(f"{name:<20}{value}")
-    if refused is None:
         print(
-            f"\nAWSCURRENT is {result.to_version} again; AWSPREVIOUS is {result.from_version}. Applications "
-            "re-read the secret on their next refresh (or on a 535). The key rolled away from is deactivated by "
-            "the retirement function at its next run unless still in use."
+            f"{name:<20}{printable(value or '-')}",
+            file=sys.stderr if extra and extra[0][0] == "will restore" else sys.stdout,
         )
+
+
+def _print_result(result: Rollback, refused: str | None) -> None:
+    """A refusal never prints what a success prints."""
+    if refused is not None:
+        print(f"Refused: {printable(refused)}", file=sys.stderr)
+        return
+    _rows(
+        replace(result, from_version=result.to_version),
+        [
+            ("rolled back from", result.from_version),
+            ("key status before", result.key_status_before),
+            ("key status now", "Active" + (" (reactivated)" if result.reactivated else "")),
+        ],
+    )
+    print(
+        f"\nAWSCURRENT is {printable(result.to_version)} again; AWSPREVIOUS is {printable(result.from_version)}. "
+        "Applications re-read the secret on their next refresh (or on a 535). The key rolled away from is "
+        "deactivated by the retirement function at its next run unless still in use."
+    )
+
+
+def _confirm(args: argparse.Namespace) -> Callable[[Rollback], bool]:
+    def confirm(found: Rollback) -> bool:
+        if args.yes:
+            return True
+        _print_plan(found)
+        if not sys.stdin.isatty():
+            return False
+        return input("Roll back? [y/N] ").strip().lower() in ("y", "yes")
+
+    return confirm
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,15 +334,25 @@ def run(args: argparse.Namespace) -> int:
     secrets = SecretVersions(secretsmanager, args.secret_id)
     refused: str | None = None
     try:
-        result = rollback(secrets, boto3.client("iam"), boto3.client("lambda"), secretsmanager)
+        function_arn = args.function or function_of_stack(boto3.client("cloudformation"), args.stack)
+        result = rollback(
+            secrets,
+            boto3.client("iam"),
+            boto3.client("lambda"),
+            secretsmanager,
+            boto3.client("ssm"),
+            function_arn,
+            datetime.now(UTC),
+            _confirm(args),
+        )
     except Refused as error:
         refused, result = str(error), error.found
+    except RollbackRefusedError as error:  # the named stack is not a deployment
+        refused, result = str(error), Rollback(args.secret_id, None, None, None, None, None)
     if args.json:
         print(json.dumps({"status": "refused" if refused else "rolled-back", "reason": refused, **asdict(result)}))
     else:
-        _print_table(result, refused)
-        if refused:
-            print(f"\nRefused: {refused}", file=sys.stderr)
+        _print_result(result, refused)
     return 1 if refused else 0
 
 
@@ -238,13 +362,18 @@ def register(subparsers: Any) -> None:
         help="move AWSCURRENT back to the previous version while its key still exists",
         description=(
             "Move AWSCURRENT back to the AWSPREVIOUS version while its access key still exists, reactivating "
-            "the key if it is Inactive. Only the IAM user the secret's rotation function binds it to is touched, "
-            "and only a version naming that user and an endpoint the deployment allows is restored. Refuses, "
-            "changing nothing (exit 1), once the key is deleted, while a rotation is in progress, when a version "
-            "names another user or endpoint, or when the secret already looks rolled back. Works against moto "
-            "with AWS_ENDPOINT_URL."
+            "the key if it is Inactive. Name the deployment (--stack or --function): the secret must be rotated "
+            "by it and bound by it to its IAM user, whose key alone is touched; only a version naming that user "
+            "and an endpoint the deployment allows is restored. Shows the plan and asks first (--yes for "
+            "scripts). Refuses, changing nothing (exit 1), once the key is deleted or due for deletion, while a "
+            "rotation is in progress, when a version names another user or endpoint, or when the secret "
+            "already looks rolled back. Works against moto with AWS_ENDPOINT_URL."
         ),
     )
     parser.add_argument("--secret-id", required=True, help="the secret's name or ARN")
+    deployment = parser.add_mutually_exclusive_group(required=True)
+    deployment.add_argument("--stack", help="the deployment's stack name (its FunctionArn output)")
+    deployment.add_argument("--function", help="the deployment's rotation function ARN")
+    parser.add_argument("--yes", action="store_true", help="roll back without asking (scripts)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.template.resolver import ACCOUNT, REGION, Stack, as_list
+from tests.template.resolver import ACCOUNT, REGION, STACK, Stack, as_list
 
 FUNCTION_ID = "RotationFunction"
 RETIREMENT_ID = "RetirementFunction"
@@ -46,7 +46,14 @@ RETIRE_IAM_ACTIONS = frozenset(
     {"iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:UpdateAccessKey", "iam:DeleteAccessKey"}
 )
 RETIRE_SECRET_ACTIONS = frozenset({"secretsmanager:ListSecretVersionIds", "secretsmanager:GetSecretValue"})
-LIST_SECRETS = frozenset({"secretsmanager:ListSecrets"})
+# The binding registry (lambda_function/binding.py): one parameter per user under the stack's path.
+READ_BINDING = frozenset({"ssm:GetParameter"})
+FIND_BINDINGS = frozenset({"ssm:GetParametersByPath"})
+REGISTRY = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ses-smtp-rotation/{STACK}"
+# The retirement run describes each bound secret, by the name prefix, so that a deleted one reads
+# "not found" rather than "denied" (metadata only, never a value).
+DESCRIBE_SECRETS = frozenset({"secretsmanager:DescribeSecret"})
+SECRETS_BY_PREFIX = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ses-smtp/*"
 LOG_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
 # What Lambda needs to attach a function to its subnets, granted only when the functions are in a VPC.
 DESCRIBE_NETWORK_INTERFACES = frozenset({"ec2:DescribeNetworkInterfaces"})
@@ -112,7 +119,7 @@ CONSOLE_GROUP_EXISTS = Configuration(
 THREE_USERS = Configuration(
     "three-users-two-created-one-adopted",
     {
-        "SmtpUserNames": "billing-mailer,app.alerts@prod",
+        "SmtpUserNames": "billing-mailer,app.alerts-prod",
         "SmtpUserPath": "/smtp/",
         "AdoptedSmtpUserNames": "ses-smtp-user.20190501-093000",
         "KmsKeyArn": KMS_KEY,

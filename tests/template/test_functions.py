@@ -1,6 +1,6 @@
 """The two functions, for each configuration: runtime and logs, a timeout that covers the SMTP
 wait, and the environment the parameters give them (the retirement function's: its rotation
-function, its bound users, its durations)."""
+function, its binding registry, its durations)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ FUNCTION_ENVIRONMENT = {
     "PREVIOUS_KEY_ACTIVE_HOURS",
     "PREVIOUS_KEY_INACTIVE_DAYS",
     "SMTP_ALLOWED_HOSTS",
-    "SMTP_BOUND_USERS",
+    "SMTP_BINDING_PATH",
+    "KMS_KEY_ARN",
     "SMTP_AUTH_TIMEOUT_SECONDS",
     "SMTP_CONNECT_TIMEOUT_SECONDS",
     "SMTP_TEST_SENDER",
@@ -71,7 +72,8 @@ def test_retirement_function_looks_after_this_rotation_functions_secrets_with_th
     rotation, retirement = stack.properties(FUNCTION_ID), stack.properties(RETIREMENT_ID)
     env = retirement["Environment"]["Variables"]
     assert env["ROTATION_FUNCTION_ARN"] == f"<GetAtt {FUNCTION_ID}.Arn>"
-    assert env["SMTP_BOUND_USERS"] == rotation["Environment"]["Variables"]["SMTP_BOUND_USERS"]
+    for name in ("SMTP_BINDING_PATH", "KMS_KEY_ARN"):  # the same registry, the same key
+        assert env[name] == rotation["Environment"]["Variables"][name], name
     assert env["ALARM_TOPIC_ARN"] == "<Ref AlarmTopic>"
     assert retirement["Handler"] == "lambda_function.retire_handler.lambda_handler"
     for name in ("Code", "Runtime", "Architectures"):

@@ -11,12 +11,14 @@ from tests.template.support import (
     FUNCTION_ID,
     IAM_KEY_ACTIONS,
     KMS_ACTIONS,
-    LIST_SECRETS,
     LOG_ACTIONS,
+    READ_BINDING,
+    REGISTRY,
     RETIRE_IAM_ACTIONS,
     RETIRE_SECRET_ACTIONS,
     RETIREMENT_ID,
     SECRET_ACTIONS,
+    SECRETS_BY_PREFIX,
     VPC_ACTIONS,
     Configuration,
     Grant,
@@ -35,8 +37,6 @@ def test_no_policy_grants_an_action_on_every_resource_except_unscoped_ses_sendin
         if unscoped_sending and stack.parameters["SendingGroupExists"] == "false"
         else []
     )
-    # ListSecrets cannot be scoped (IAM authorizes it on "*" only); it returns no secret value.
-    allowed.append(Grant("RetirementFunctionRole/FindOwnSecrets", LIST_SECRETS, ("*",), {}))
     if stack.parameters["VpcSubnetIds"]:  # EC2 authorizes DescribeNetworkInterfaces on "*" only
         allowed += [
             Grant(f"{role}/UseVpcNetworkInterfaces", DESCRIBE_NETWORK_INTERFACES, ("*",), {})
@@ -54,6 +54,7 @@ def test_function_role_allows_exactly_the_calls_the_function_makes(stack: Stack,
         LOG_ACTIONS
         | IAM_KEY_ACTIONS
         | SECRET_ACTIONS
+        | READ_BINDING
         | (KMS_ACTIONS if configuration.kms_key else frozenset())
         | (VPC_ACTIONS if configuration.in_vpc else frozenset())
     )
@@ -77,7 +78,7 @@ def test_roles_reach_exactly_the_listed_users_and_secrets(stack: Stack) -> None:
             for g in role_grants(stack, function_id)
             if any(a.split(":")[0] in {"iam", "secretsmanager"} for a in g.actions)
         ]
-        return in_order((g.actions, g.resources) for g in scoped if g.actions != LIST_SECRETS)
+        return in_order((g.actions, g.resources) for g in scoped if g.resources != (SECRETS_BY_PREFIX,))
 
     assert reach(FUNCTION_ID) == in_order(
         [(IAM_KEY_ACTIONS, (u.arn,)) for u in users] + [(SECRET_ACTIONS, (u.secret,)) for u in users]
@@ -85,6 +86,10 @@ def test_roles_reach_exactly_the_listed_users_and_secrets(stack: Stack) -> None:
     assert reach(RETIREMENT_ID) == in_order(
         [(RETIRE_IAM_ACTIONS, (u.arn,)) for u in users] + [(RETIRE_SECRET_ACTIONS, (u.secret,)) for u in users]
     )
+    # The registry: one parameter per call for the rotation function, the path for the retirement run.
+    assert [(g.actions, g.resources) for g in role_grants(stack, FUNCTION_ID) if g.actions == READ_BINDING] == [
+        (READ_BINDING, (f"{REGISTRY}/*",))
+    ]
 
 
 def test_access_key_actions_are_scoped_to_exactly_the_listed_users(stack: Stack) -> None:

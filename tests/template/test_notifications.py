@@ -28,7 +28,11 @@ def test_topic_accepts_messages_only_from_this_rule_and_these_alarms(stack: Stac
         ("cloudwatch.amazonaws.com", "<GetAtt RotationFunctionErrorsAlarm.Arn>"),
         (
             "cloudwatch.amazonaws.com",
-            ("<GetAtt RetirementFunctionErrorsAlarm.Arn>", "<GetAtt CurrentKeyTooOldAlarm.Arn>"),
+            (
+                "<GetAtt RetirementFunctionErrorsAlarm.Arn>",
+                "<GetAtt CurrentKeyTooOldAlarm.Arn>",
+                "<GetAtt BoundSecretUnmanagedAlarm.Arn>",
+            ),
         ),
     }
     assert {s["Action"] for s in policy["PolicyDocument"]["Statement"]} == {"sns:Publish"}

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from tests.template.resolver import ACCOUNT, Stack
 from tests.template.support import (
-    LIST_SECRETS,
+    DESCRIBE_SECRETS,
+    FIND_BINDINGS,
     LOG_ACTIONS,
+    REGISTRY,
     RETIRE_IAM_ACTIONS,
     RETIRE_SECRET_ACTIONS,
     RETIREMENT_ID,
+    SECRETS_BY_PREFIX,
     VPC_ACTIONS,
     Configuration,
     identity_grants,
@@ -28,7 +31,8 @@ def test_retirement_role_allows_exactly_the_calls_the_retirement_function_makes(
         LOG_ACTIONS
         | RETIRE_IAM_ACTIONS
         | RETIRE_SECRET_ACTIONS
-        | LIST_SECRETS
+        | FIND_BINDINGS
+        | DESCRIBE_SECRETS
         | {"sns:Publish"}
         | ({"kms:Decrypt"} if configuration.kms_key else frozenset())
         | (VPC_ACTIONS if configuration.in_vpc else frozenset())
@@ -51,7 +55,8 @@ def test_retirement_role_reaches_only_the_listed_users_their_secrets_the_topic_a
         (LOG_ACTIONS, ("<GetAtt RetirementFunctionLogGroup.Arn>",)),
         *((RETIRE_IAM_ACTIONS, (user.arn,)) for user in users),
         *((RETIRE_SECRET_ACTIONS, (user.secret,)) for user in users),
-        (LIST_SECRETS, ("*",)),  # unscopable, and returns no value (see the template's comment)
+        (FIND_BINDINGS, (REGISTRY, f"{REGISTRY}/*")),  # the deployment's bound secrets
+        (DESCRIBE_SECRETS, (SECRETS_BY_PREFIX,)),  # metadata only: a deleted secret reads "not found"
         (frozenset({"sns:Publish"}), ("<Ref AlarmTopic>",)),
     ]
     assert in_order(grants) == in_order(expected)

@@ -9,12 +9,13 @@ import json
 from lambda_function.settings import Settings
 from tests.template.resolver import ACCOUNT, REGION, Stack, as_list
 from tests.template.support import (
+    DESCRIBE_SECRETS,
     FUNCTION_ID,
     KMS_ACTIONS,
-    LIST_SECRETS,
     RETIREMENT_ID,
     SECRET_ACTIONS,
     SECRET_PREFIX_ARN,
+    SECRETS_BY_PREFIX,
     Configuration,
     identity_grants,
     listed_users,
@@ -31,27 +32,30 @@ def test_each_secret_is_bootstrapped_with_its_user_name_and_region(stack: Stack)
         assert secret["Name"] == f"ses-smtp/{user.name}"
 
 
-def test_each_secret_is_bound_to_its_user(stack: Stack) -> None:
+def test_each_secret_is_bound_to_its_user_by_its_exact_arn_in_the_registry(stack: Stack) -> None:
     users = listed_users(stack)
-    for function_id in (FUNCTION_ID, RETIREMENT_ID):
-        env = stack.properties(function_id)["Environment"]["Variables"]
-        # Read by the functions' own settings code, as Lambda would hand it the variable.
-        settings = Settings.from_env({"SMTP_BOUND_USERS": env["SMTP_BOUND_USERS"]})
-        assert settings.bound_users == {u.name for u in users}
-        for user in users:
-            secret = stack.nested[user.stack_id].properties("Secret")
-            arn = f"{SECRET_PREFIX_ARN}{user.name}-AbCdEf"  # what Secrets Manager hands the function
-            assert settings.bound_user(arn, secret["Name"]) == user.name
-            assert json.loads(secret["SecretString"])["iam_user_name"] == user.name
-        assert settings.bound_user(f"{SECRET_PREFIX_ARN}unlisted-AbCdEf", "ses-smtp/unlisted") is None
+    paths = {stack.properties(f)["Environment"]["Variables"]["SMTP_BINDING_PATH"] for f in (FUNCTION_ID, RETIREMENT_ID)}
+    (path,) = paths  # both functions read the same registry
+    for user in users:
+        nested = stack.nested[user.stack_id]
+        binding = nested.properties("Binding")
+        # Read by the functions' own code: the parameter <path><user> holds the secret's ARN (!Ref).
+        assert binding["Name"] == f"{path}{user.name}"
+        assert binding["Value"] == user.secret  # the secret's ARN (its Ref), exactly
+        assert nested.properties("Secret")["Name"] == f"ses-smtp/{user.name}"
+        assert "Binding" in nested.resources["RotationSchedule"]["DependsOn"]  # bound before the first rotation
+    assert Settings.from_env({"SMTP_BINDING_PATH": path}).binding_path == path
 
 
 def test_secrets_manager_actions_reach_exactly_the_listed_secrets_through_their_resource_policies(
     stack: Stack,
 ) -> None:
-    # No identity grant: each secret's own resource policy allows the role (same account).
+    # No identity grant but the retirement run's DescribeSecret (metadata, by name prefix): each
+    # secret's own resource policy allows the roles (same account).
     identity = [g for g in identity_grants(stack) if any(a.startswith("secretsmanager:") for a in g.actions)]
-    assert [(g.source, g.actions) for g in identity] == [("RetirementFunctionRole/FindOwnSecrets", LIST_SECRETS)]
+    assert [(g.source, g.actions, g.resources) for g in identity] == [
+        ("RetirementFunctionRole/FindOwnSecrets", DESCRIBE_SECRETS, (SECRETS_BY_PREFIX,))
+    ]
     grants = secret_grants(stack, "RotationFunctionRole")
     assert sorted((g.actions, g.resources) for g in grants) == sorted(
         (SECRET_ACTIONS, (user.secret,)) for user in listed_users(stack)
@@ -64,14 +68,38 @@ def test_only_the_rotation_role_and_listed_principals_may_write_each_secret(stac
         _, policy = stack.nested[user.stack_id].only("AWS::SecretsManager::ResourcePolicy")
         assert policy["SecretId"] == user.secret
         assert policy["BlockPublicPolicy"] is True
-        deny, *allows = policy["ResourcePolicy"]["Statement"]
+        deny, deny_rotation, *allows = policy["ResourcePolicy"]["Statement"]
+        # Every action that makes a version, moves a label, changes the key, the policy or the
+        # rotation, or deletes the secret: denied but to the rotation role, the named principals
+        # and CloudFormation acting for a stack.
         assert deny == {
-            "Sid": "OnlyTheRotationWritesTheSecret",
+            "Sid": "OnlyTheDeploymentChangesTheSecret",
             "Effect": "Deny",
             "Principal": "*",
-            "Action": ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
+            "Action": [
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecret",
+                "secretsmanager:UpdateSecretVersionStage",
+                "secretsmanager:PutResourcePolicy",
+                "secretsmanager:DeleteResourcePolicy",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:CancelRotateSecret",
+            ],
             "Resource": "*",
-            "Condition": {"StringNotEquals": {"aws:PrincipalArn": ["<GetAtt RotationFunctionRole.Arn>", *listed]}},
+            "Condition": {
+                "StringNotEquals": {"aws:PrincipalArn": ["<GetAtt RotationFunctionRole.Arn>", *listed]},
+                "ForAllValues:StringNotEquals": {"aws:CalledVia": "cloudformation.amazonaws.com"},
+            },
+        }
+        assert deny_rotation == {
+            "Sid": "OnlyTheDeploymentsFunctionRotatesIt",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "secretsmanager:RotateSecret",
+            "Resource": "*",
+            "Condition": {
+                "StringNotEqualsIfExists": {"secretsmanager:RotationLambdaARN": f"<GetAtt {FUNCTION_ID}.Arn>"}
+            },
         }
         # The Allows name the deployment's two roles only (their actions: the role tests above).
         assert sorted(a["Principal"]["AWS"] for a in allows) == [
@@ -124,6 +152,7 @@ def test_each_rotation_schedule_waits_for_the_invoke_permission_and_its_grants(s
             "RotationAccessKeysPolicy",
             "SecretPolicy",
             "SendingGroupMembership",
+            "Binding",
         }
         assert nested.properties("SendingGroupMembership")["Users"] == [
             f"<Ref {user.stack_id}/User>" if user.created else user.name

@@ -1,7 +1,7 @@
 """How many users one stack holds (the README's figures, exact): IAM limits a role's inline
 policies to 10,240 characters in total (whitespace not counted), and each user adds one policy to
-each role; Lambda limits a function's environment to 4 KB, and each user adds its name to
-SMTP_BOUND_USERS in both functions."""
+each role. Lambda limits a function's environment to 4 KB; no user adds to it (the binding is a
+registry in Parameter Store)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.template.resolver import ACCOUNT, REGION, STACK, Stack, deploy, load_
 from tests.template.support import FUNCTION_ID, KMS_KEY, RETIREMENT_ID, listed_users
 
 ROLE_INLINE_POLICY_LIMIT = 10_240
-USERS_PER_STACK = 25  # README: with 64-character names at path "/", a KMS key and a VPC (the most)
+USERS_PER_STACK = 24  # README: with 64-character names at path "/", a KMS key and a VPC (the most)
 # Every optional grant of the roles on: the KMS key and the VPC network interfaces.
 LARGEST_ROLES = {
     "KmsKeyArn": KMS_KEY,
@@ -65,9 +65,8 @@ def test_roles_inline_policies_fit_iams_limit_at_the_documented_number_of_users(
 
 # Lambda allows 4 KB for a function's environment variables together, measured as one JSON object
 # (its error "exceeded the 4KB limit. String measured: {"NAME":"value",...}"), so names, values and
-# the JSON punctuation count. Each user adds its name and a space to SMTP_BOUND_USERS in both.
+# the JSON punctuation count. No user adds to it.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
-ENVIRONMENT_USERS = 37  # README: what the environment alone would hold (64-character names)
 # The longest partition and region names there are (botocore's endpoints.json), for the ARNs.
 LONGEST_PARTITION, LONGEST_REGION = "aws-us-gov", "us-isof-south-1"
 
@@ -99,6 +98,8 @@ def _longest_environment_parameters() -> dict[str, str]:
         "SmtpAuthTimeoutSeconds": longest_choice("SmtpAuthTimeoutSeconds"),
         "LogLevel": longest_choice("LogLevel"),
         "MaxKeyAgeDays": str(declared["MaxKeyAgeDays"]["MaxValue"]),
+        "KmsKeyArn": (key := f"arn:{LONGEST_PARTITION}:kms:{LONGEST_REGION}:{ACCOUNT}:key/")
+        + "k" * (most("KmsKeyArn") - len(key)),
     }
 
 
@@ -135,12 +136,10 @@ def test_every_parameter_in_a_functions_environment_has_a_longest_value() -> Non
             if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in declared:
                 spec = declared[node["Ref"]]
                 bounded = "AllowedValues" in spec or "MaxLength" in spec or "MaxValue" in spec
-                assert bounded or node["Ref"] in {"SmtpUserNames", "AdoptedSmtpUserNames"}, node["Ref"]
+                assert bounded, node["Ref"]
 
 
-def test_functions_environment_fits_lambdas_limit_at_the_documented_number_of_users() -> None:
+def test_functions_environment_fits_lambdas_limit_and_does_not_grow_with_users() -> None:
     sizes = _environment_sizes(USERS_PER_STACK)
     assert max(sizes.values()) <= LAMBDA_ENVIRONMENT_LIMIT, sizes
-    # The environment alone would hold ENVIRONMENT_USERS, and not one more (the README's figure).
-    assert max(_environment_sizes(ENVIRONMENT_USERS).values()) <= LAMBDA_ENVIRONMENT_LIMIT
-    assert max(_environment_sizes(ENVIRONMENT_USERS + 1).values()) > LAMBDA_ENVIRONMENT_LIMIT
+    assert _environment_sizes(1) == sizes  # the binding costs no byte per user
