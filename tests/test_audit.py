@@ -299,3 +299,27 @@ def test_the_readme_policy_allows_exactly_the_calls_audit_makes(
         for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
     }
     assert called == granted  # nothing it calls is missing, nothing granted goes unused
+
+
+def test_the_table_escapes_control_characters_read_from_a_secret(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Whoever may write a secret chooses its value: here to erase the line and fake a clean audit,
+    # with ESC and CR, the C1 CSI (U+009B) and a right-to-left override (U+202E).
+    hostile_user = "\x1b[2K\rOK: no findings"
+    hostile_key = "AKIA\x9b2J\u202eEXAMPLE"
+    with separate_account():
+        value = {"iam_user_name": hostile_user, "username": hostile_key, "password": "not-a-password"}
+        boto3.client("secretsmanager").create_secret(Name="ses-smtp/hostile", SecretString=json.dumps(value))
+        status, table = run_audit(capsys)
+        report = audit_json(capsys)
+
+    assert status == 0
+    assert not {"\x1b", "\r", "\x9b", "\u202e"} & set(table)
+    # Shown, escaped: in the secrets table and in the finding that the user does not exist.
+    assert table.count(r"\x1b[2K\rOK: no findings") >= 2 and r"AKIA\x9b2J\u202eEXAMPLE" in table
+    assert "secret_user_missing" in table
+    # The JSON carries the exact values (json.dumps escapes them).
+    assert [(s["iam_user_name"], s["versions"][0]["access_key_id"]) for s in report["secrets"]] == [
+        (hostile_user, hostile_key)
+    ]

@@ -8,9 +8,15 @@ failure, run the same command again. ``infra.cli.adoption`` has the rules::
     ses-smtp-rotation adopt ses-smtp-user-20190101              # the plan, and the user's keys
     ses-smtp-rotation adopt ses-smtp-user-20190101 --apply
 
-Exit status: 0 planned, applied, or nothing to do; 1 refused (unknown user, or a group that does
-not grant sending): nothing changed; 2 bad arguments; 3 stopped part-way by an AWS error or a
-failed group check: the steps before it stay done, run the same command again.
+The plan shows the IAM policy documents the group will grant the user: its own, or the
+``AmazonSesSendingAccess`` to be attached. Values read from AWS are printed escaped
+(``infra.cli.printable``).
+
+Exit status: 0 planned, applied, or nothing to do; 1 refused (unknown user, a group that does
+not grant sending, or an existing AmazonSesSendingAccess that grants more than SES sending):
+nothing changed; 2 bad arguments; 3 stopped part-way by an AWS error or a failed check (the
+group's, or the policy's re-read just before it is attached): the steps before it stay done, run
+the same command again.
 """
 
 from __future__ import annotations
@@ -26,8 +32,18 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.cli.adoption import AdoptionRefused, AdoptionState, Plan, Step, join_instructions, plan_adoption
-from infra.cli.adoption_state import group_grants_sending_to, read_state
+from infra.cli.adoption import (
+    AdoptionRefused,
+    AdoptionState,
+    Plan,
+    PolicyFacts,
+    Step,
+    join_instructions,
+    plan_adoption,
+    refuse_unless_only_sending,
+)
+from infra.cli.adoption_state import group_grants_sending_to, read_state, sending_policy_facts
+from infra.cli.printable import printable
 from infra.cli.sending_policy import CONSOLE_TAG, SENDING_GROUP, SENDING_POLICY, SENDING_POLICY_DOCUMENT
 from lambda_function.errors import aws_error_code
 
@@ -68,6 +84,18 @@ def _ignoring(code: str, call: Callable[[], object]) -> None:
             raise
 
 
+def check_still_only_sending(iam: IAMClient, arn: str) -> None:
+    """Re-read the policy right before it is attached: someone may have made or changed it since the
+    plan (``create_policy`` takes an existing one as done), and the group gets whatever it allows."""
+    policy = sending_policy_facts(iam, arn)
+    if policy is None or not policy.grants_sending:
+        raise AdoptionRefused(
+            f"Policy {arn} does not exist or does not allow ses:SendRawEmail (read just now): not attached. "
+            "Run adopt again to see the plan."
+        )
+    refuse_unless_only_sending(policy)
+
+
 def apply_step(iam: IAMClient, state: AdoptionState, step: Step) -> None:
     """Make one step's change; each is idempotent."""
     user, group = state.user, state.group
@@ -83,6 +111,7 @@ def apply_step(iam: IAMClient, state: AdoptionState, step: Step) -> None:
     elif step.action == "create_group":
         _ignoring("EntityAlreadyExists", lambda: iam.create_group(GroupName=group))
     elif step.action == "attach_policy":
+        check_still_only_sending(iam, step.target)
         iam.attach_group_policy(GroupName=group, PolicyArn=step.target)
     elif step.action == "add_user_to_group":
         iam.add_user_to_group(GroupName=group, UserName=user)
@@ -119,26 +148,66 @@ def _keys(state: AdoptionState, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+def _policies(plan: Plan) -> list[dict[str, Any]]:
+    """What the group grants its members after the plan, and how each policy gets there."""
+    created = {s.target for s in plan.steps if s.action == "create_policy"}
+    attached = {s.target for s in plan.steps if s.action == "attach_policy"}
+
+    def change(policy: PolicyFacts) -> str:
+        if policy.arn in created:
+            return "create_and_attach"
+        return "attach" if policy.arn in attached else "none"
+
+    return [
+        {
+            "name": p.name,
+            "kind": p.kind,
+            "arn": p.arn,
+            "change": change(p),
+            "grants_only_sending": p.grants_only_sending,
+            "document": p.document,
+        }
+        for p in plan.group_policies
+    ]
+
+
+# How each of the group's policies gets there, as the table says it.
+CHANGES = {
+    "create_and_attach": "to be created and attached",
+    "attach": "existing, to be attached",
+    "none": "in the group already",
+}
+
+
 def _print_table(report: dict[str, Any]) -> None:
+    """Every value is escaped (`printable`): names, documents and AWS's answers may hold terminal controls."""
+    p = printable
     mode = "applied" if report["applied"] else "plan only: nothing changed; run with --apply to make these changes"
-    print(f"adopt {report['user']} into {report['group']} ({mode})")
+    print(f"adopt {p(report['user'])} into {p(report['group'])} ({mode})")
     print("\nAccess keys (pre-flight: applications using them keep working; adopt changes no key)")
     if not report["keys"]:
         print("  none")
     for key in report["keys"]:
-        used = key["last_used"][:10] if key["last_used"] else "never"
-        service = f" ({key['last_used_service']})" if key["last_used_service"] else ""
+        used = p(key["last_used"][:10]) if key["last_used"] else "never"
+        service = f" ({p(key['last_used_service'])})" if key["last_used_service"] else ""
         print(
-            f"  {key['access_key_id']}  {key['status']:<8}  created {key['created'][:10]}  "
+            f"  {p(key['access_key_id'])}  {p(key['status']):<8}  created {p(key['created'][:10])}  "
             f"{key['age_days']:.0f} days old  last used {used}{service}"
         )
+    print(f"\nWhat group {p(report['group'])} grants its members, {p(report['user'])} included, after the plan")
+    for policy in report["group_policies"]:
+        arn = f", {p(policy['arn'])}" if policy["arn"] else ""
+        print(f"  {p(policy['name'])} ({p(policy['kind'])}{arn}; {CHANGES[policy['change']]})")
+        # Non-ASCII text stays readable; `printable` escapes what json.dumps leaves (C1, bidi controls).
+        for line in json.dumps(policy["document"], indent=2, ensure_ascii=False).split("\n"):
+            print(f"    {p(line)}")
     print("\nSteps (seed 000's order)" if report["steps"] else "\nNothing to do: the user is adopted already.")
     for number, step in enumerate(report["steps"], 1):
         done = "done  " if step["done"] else ("failed" if step.get("failed") else "to do ")
-        print(f"  {number}. [{done}] {step['description']}")
+        print(f"  {number}. [{done}] {p(step['description'])}")
     for note in report["notes"]:
-        print(f"\nNote: {note}")
-    print(f"\n{report['next']}")
+        print(f"\nNote: {p(note)}")
+    print(f"\n{p(report['next'])}")
 
 
 def _report(state: AdoptionState, plan: Plan, now: datetime) -> dict[str, Any]:
@@ -147,6 +216,7 @@ def _report(state: AdoptionState, plan: Plan, now: datetime) -> dict[str, Any]:
         "group": state.group,
         "applied": False,
         "keys": _keys(state, now),
+        "group_policies": _policies(plan),
         "steps": [
             {"action": s.action, "target": s.target, "description": s.description, "done": False} for s in plan.steps
         ],
@@ -161,10 +231,10 @@ def run(args: argparse.Namespace) -> int:
         state = read_state(iam, args.user, args.group)
         plan = plan_adoption(state, allow_narrower=args.allow_narrower)
     except AdoptionRefused as refusal:
-        print(f"adopt: {refusal}", file=sys.stderr)
+        print(f"adopt: {printable(refusal)}", file=sys.stderr)
         return EXIT_REFUSED
     except (ClientError, BotoCoreError) as error:
-        print(f"adopt: could not read {args.user}'s state: {error}", file=sys.stderr)
+        print(f"adopt: could not read {printable(args.user)}'s state: {printable(error)}", file=sys.stderr)
         return EXIT_AWS_ERROR
     report = _report(state, plan, datetime.now(UTC))
     status = EXIT_OK
@@ -176,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
             except (AdoptionRefused, ClientError, BotoCoreError) as error:
                 entry["failed"] = True
                 print(
-                    f"adopt: {step.description}: {error}. Nothing after it was done; run adopt again.", file=sys.stderr
+                    f"adopt: {printable(step.description)}: {printable(error)}. Nothing after it was done; "
+                    "run adopt again.",
+                    file=sys.stderr,
                 )
                 status = EXIT_AWS_ERROR
                 break

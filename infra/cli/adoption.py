@@ -14,16 +14,29 @@ seed 000's order, so the user can send at every moment:
 
 Each run plans from the state it reads, so a run interrupted at any point is finished by the
 next one. ``plan_adoption`` raises ``AdoptionRefused`` (nothing changed) when the user does not
-exist, or when the group exists but does not grant sending and is not an empty shell this tool
-left behind (its members would gain nothing, or something else, by our changes).
+exist, when the group exists but does not grant sending and is not an empty shell this tool
+left behind (its members would gain nothing, or something else, by our changes), or when an
+existing ``AmazonSesSendingAccess`` would be attached although it grants more than SES sending
+(``sending_policy.grants_only_sending``: whoever created it would choose what the group grants).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from infra.cli.inventory import KeyFacts
-from infra.cli.sending_policy import CONSOLE_TAG, SENDING_POLICY
+from infra.cli.sending_policy import (
+    CONSOLE_TAG,
+    SENDING_POLICY,
+    SENDING_POLICY_DOCUMENT,
+    grants_only_sending,
+    grants_sending,
+    grants_sending_everywhere,
+    only_ses,
+)
 
 
 class AdoptionRefused(Exception):
@@ -32,11 +45,31 @@ class AdoptionRefused(Exception):
 
 @dataclass(frozen=True)
 class PolicyFacts:
+    """An IAM policy as read (a managed policy: its default version), and what it allows."""
+
     name: str
     kind: str  # "managed" (attached) or "inline"
-    grants_sending: bool
-    only_ses: bool  # deleting it takes away nothing but SES actions
-    grants_everywhere: bool = True  # ses:SendRawEmail on "*" with no condition
+    document: Mapping[str, Any]
+    arn: str | None = None  # managed policies
+
+    @property
+    def grants_sending(self) -> bool:
+        return grants_sending(self.document)
+
+    @property
+    def only_ses(self) -> bool:
+        """Deleting it takes away nothing but SES actions."""
+        return only_ses(self.document)
+
+    @property
+    def grants_everywhere(self) -> bool:
+        """ses:SendRawEmail on "*" with no condition."""
+        return grants_sending_everywhere(self.document)
+
+    @property
+    def grants_only_sending(self) -> bool:
+        """It allows nothing beyond ses:SendRawEmail and ses:SendEmail."""
+        return grants_only_sending(self.document)
 
 
 @dataclass(frozen=True)
@@ -44,8 +77,8 @@ class AdoptionState:
     user: str
     user_exists: bool
     sending_policy_arn: str  # AmazonSesSendingAccess in the user's account
-    sending_policy_exists: bool
-    sending_policy_grants: bool  # meaningful when it exists
+    # That policy as it exists; None when it does not, or was not read (the group grants sending already).
+    sending_policy: PolicyFacts | None
     group: str
     group_exists: bool
     group_members: frozenset[str]
@@ -53,14 +86,13 @@ class AdoptionState:
     inline_policies: tuple[PolicyFacts, ...]  # the user's inline policies
     console_tag: bool
     keys: tuple[KeyFacts, ...]  # for the pre-flight report
-    sending_policy_everywhere: bool = True  # AmazonSesSendingAccess grants it on "*", unconditionally
 
     @property
     def group_grants_everywhere(self) -> bool:
         """Whether the group, once the plan is applied, lets its members send from every identity."""
         if self.group_grants_sending:
             return any(p.grants_sending and p.grants_everywhere for p in self.group_policies)
-        return self.sending_policy_everywhere
+        return self.sending_policy is None or self.sending_policy.grants_everywhere
 
     @property
     def group_grants_sending(self) -> bool:
@@ -89,16 +121,22 @@ ACTIONS = (
 class Plan:
     steps: tuple[Step, ...]
     notes: tuple[str, ...]  # what the plan leaves alone, and why
+    # What the group grants its members once the plan is applied: its policies, or the
+    # AmazonSesSendingAccess to be attached (as it exists, or as the plan creates it).
+    group_policies: tuple[PolicyFacts, ...] = ()
 
     @property
     def changes(self) -> tuple[Step, ...]:
         return tuple(s for s in self.steps if s.action != "check_group_grants_sending")
 
 
-def _group_steps(state: AdoptionState) -> list[Step]:
-    """Make the group grant sending, or refuse when it is someone else's group that does not."""
+def _group_steps(state: AdoptionState) -> tuple[list[Step], tuple[PolicyFacts, ...]]:
+    """Make the group grant sending, or refuse when it is someone else's group that does not, or
+    when the AmazonSesSendingAccess to be attached grants more than sending.
+
+    Returns the steps, and the group's policies once they are made."""
     if state.group_exists and state.group_grants_sending:
-        return []
+        return [], state.group_policies
     if state.group_exists and (state.group_members or state.group_policies):
         members = ", ".join(sorted(state.group_members)) or "none"
         policies = ", ".join(f"{p.name} ({p.kind})" for p in state.group_policies) or "none"
@@ -109,17 +147,35 @@ def _group_steps(state: AdoptionState) -> list[Step]:
         )
     steps: list[Step] = []
     arn = state.sending_policy_arn
-    if not state.sending_policy_exists:
+    policy = state.sending_policy
+    if policy is None:
         steps.append(Step("create_policy", arn, f"create managed policy {SENDING_POLICY} allowing ses:SendRawEmail"))
-    elif not state.sending_policy_grants:
+        policy = PolicyFacts(SENDING_POLICY, "managed", SENDING_POLICY_DOCUMENT, arn)
+    elif not policy.grants_sending:
         raise AdoptionRefused(
             f"Policy {arn} exists but does not allow ses:SendRawEmail; fix its default version "
             "(seed 000: Allow ses:SendRawEmail on *), then run adopt again."
         )
+    else:
+        refuse_unless_only_sending(policy)
     if not state.group_exists:
         steps.append(Step("create_group", state.group, f"create group {state.group}"))
     steps.append(Step("attach_policy", arn, f"attach {SENDING_POLICY} to group {state.group}"))
-    return steps
+    return steps, (policy,)
+
+
+def refuse_unless_only_sending(policy: PolicyFacts) -> None:
+    """Raise ``AdoptionRefused`` when the existing managed policy to be attached grants more than sending."""
+    if policy.grants_only_sending:
+        return
+    raise AdoptionRefused(
+        f"Policy {policy.arn} exists but grants more than SES sending: its default version allows more than "
+        "ses:SendRawEmail and ses:SendEmail (a wildcard action, NotAction or NotResource counts as more), so "
+        "attaching it would give the group's members that too. Its document: "
+        f"{json.dumps(policy.document, separators=(',', ':'))}. Find out who made it "
+        "(CloudTrail: CreatePolicy, CreatePolicyVersion); then delete it, or make its default version allow only "
+        "ses:SendRawEmail, or name another group with --group; then run adopt again."
+    )
 
 
 def plan_adoption(state: AdoptionState, *, allow_narrower: bool = False) -> Plan:
@@ -132,10 +188,16 @@ def plan_adoption(state: AdoptionState, *, allow_narrower: bool = False) -> Plan
         raise AdoptionRefused(
             f"IAM user {state.user} does not exist; check the name (ses-smtp-rotation audit lists the SMTP users)."
         )
-    steps = _group_steps(state)
+    steps, group_policies = _group_steps(state)
+    notes: list[str] = []
     if state.user not in state.group_members:
         steps.append(Step("add_user_to_group", state.group, f"add {state.user} to group {state.group}"))
-    notes: list[str] = []
+        notes += [
+            f"Group {state.group}'s {p.kind} policy {p.name} grants more than SES sending; {state.user} gets "
+            "that too (its document is shown above)."
+            for p in group_policies
+            if not p.grants_only_sending
+        ]
     deletable = []
     for policy in state.inline_policies:
         if not policy.grants_sending:
@@ -169,7 +231,7 @@ def plan_adoption(state: AdoptionState, *, allow_narrower: bool = False) -> Plan
     if state.console_tag:
         key, value = CONSOLE_TAG
         steps.append(Step("remove_console_tag", key, f"remove tag {key}={value} from {state.user}"))
-    return Plan(tuple(steps), tuple(notes))
+    return Plan(tuple(steps), tuple(notes), group_policies)
 
 
 def join_instructions(user: str) -> str:

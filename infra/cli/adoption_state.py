@@ -9,15 +9,11 @@ from botocore.exceptions import ClientError
 
 from infra.cli.adoption import AdoptionState, PolicyFacts
 from infra.cli.audit_state import has_console_tag, key_facts
-from infra.cli.sending_policy import SENDING_POLICY, as_document, grants_sending, grants_sending_everywhere, only_ses
+from infra.cli.sending_policy import SENDING_POLICY, as_document
 from lambda_function.errors import aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
-
-
-def _facts(name: str, kind: str, document: str | Mapping[str, Any]) -> PolicyFacts:
-    return PolicyFacts(name, kind, grants_sending(document), only_ses(document), grants_sending_everywhere(document))
 
 
 def _missing(error: ClientError) -> bool:
@@ -36,6 +32,12 @@ def managed_policy_document(iam: IAMClient, arn: str) -> Mapping[str, Any] | Non
     return as_document(document)
 
 
+def sending_policy_facts(iam: IAMClient, arn: str) -> PolicyFacts | None:
+    """The managed policy AmazonSesSendingAccess at `arn` as it is now; None when it does not exist."""
+    document = managed_policy_document(iam, arn)
+    return None if document is None else PolicyFacts(SENDING_POLICY, "managed", document, arn)
+
+
 def group_facts(iam: IAMClient, group: str) -> tuple[bool, frozenset[str], tuple[PolicyFacts, ...]]:
     """(exists, member user names, attached and inline policies) of `group`."""
     try:
@@ -52,18 +54,19 @@ def group_facts(iam: IAMClient, group: str) -> tuple[bool, frozenset[str], tuple
     for attached_page in iam.get_paginator("list_attached_group_policies").paginate(GroupName=group):
         for attached in attached_page["AttachedPolicies"]:
             managed = managed_policy_document(iam, attached["PolicyArn"]) or {}
-            policies.append(_facts(attached["PolicyName"], "managed", managed))
+            policies.append(PolicyFacts(attached["PolicyName"], "managed", managed, attached["PolicyArn"]))
     for inline_page in iam.get_paginator("list_group_policies").paginate(GroupName=group):
         for name in inline_page["PolicyNames"]:
             inline = iam.get_group_policy(GroupName=group, PolicyName=name)["PolicyDocument"]
-            policies.append(_facts(name, "inline", inline))
+            policies.append(PolicyFacts(name, "inline", as_document(inline)))
     return True, members, tuple(policies)
 
 
 def inline_policies(iam: IAMClient, user: str) -> tuple[PolicyFacts, ...]:
     names = [n for page in iam.get_paginator("list_user_policies").paginate(UserName=user) for n in page["PolicyNames"]]
     return tuple(
-        _facts(name, "inline", iam.get_user_policy(UserName=user, PolicyName=name)["PolicyDocument"]) for name in names
+        PolicyFacts(name, "inline", as_document(iam.get_user_policy(UserName=user, PolicyName=name)["PolicyDocument"]))
+        for name in names
     )
 
 
@@ -79,21 +82,17 @@ def user_arn(iam: IAMClient, user: str) -> str | None:
 def read_state(iam: IAMClient, user: str, group: str) -> AdoptionState:
     arn = user_arn(iam, user)
     if arn is None:
-        return AdoptionState(user, False, "", False, False, group, False, frozenset(), (), (), False, ())
+        return AdoptionState(user, False, "", None, group, False, frozenset(), (), (), False, ())
     partition, account = arn.split(":")[1], arn.split(":")[4]
     policy_arn = f"arn:{partition}:iam::{account}:policy/{SENDING_POLICY}"
     exists, members, group_policies = group_facts(iam, group)
     # The managed policy only matters when the group does not grant sending yet.
-    policy_document = (
-        None if any(p.grants_sending for p in group_policies) else managed_policy_document(iam, policy_arn)
-    )
+    sending_policy = None if any(p.grants_sending for p in group_policies) else sending_policy_facts(iam, policy_arn)
     return AdoptionState(
         user=user,
         user_exists=True,
         sending_policy_arn=policy_arn,
-        sending_policy_exists=policy_document is not None,
-        sending_policy_grants=policy_document is not None and grants_sending(policy_document),
-        sending_policy_everywhere=policy_document is None or grants_sending_everywhere(policy_document),
+        sending_policy=sending_policy,
         group=group,
         group_exists=exists,
         group_members=members,

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra.cli.audit_report import to_json, to_table
 from infra.cli.audit_state import collect_secrets, collect_users
 from infra.cli.inventory import SEVERITIES, AuditPolicy, audit
+from infra.cli.printable import printable
 from infra.cli.sending_policy import SENDING_GROUP
 
 EXIT_OK = 0
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             boto3.client("iam"), bound_users={s.iam_user_name for s in secrets}, sending_group=args.sending_group
         )
     except (ClientError, BotoCoreError) as error:
-        print(f"audit: could not read the account: {error}", file=sys.stderr)
+        print(f"audit: could not read the account: {printable(error)}", file=sys.stderr)
         return EXIT_AWS_ERROR
     report = audit(users, secrets, missing, now=datetime.now(UTC), policy=policy)
     if args.json:

@@ -1,5 +1,6 @@
 """The audit report for people (a table) and for machines (JSON, schema ``audit.schema.json``).
 
+The table escapes every value (`infra.cli.printable`); the JSON needs no more than ``json.dumps``.
 The JSON document is stable: ``schema_version`` changes only when a field is removed or changes
 meaning; new fields may appear. Times are ISO 8601 in UTC. Passwords never appear, only the
 signature version of each stored password.
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.cli.inventory import SEVERITIES, KeyReport, Report, SecretReport, UserReport
+from infra.cli.printable import printable
 from lambda_function.secret_versions import CURRENT
 
 SCHEMA_VERSION = 1
@@ -101,8 +103,10 @@ def to_json(report: Report, unreadable: Sequence[tuple[str, str]] = ()) -> dict[
     }
 
 
-def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns, two spaces apart; the last column is not padded."""
+def _columns(cells: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns, two spaces apart; the last column is not padded. Every cell is escaped
+    (`printable`): secrets' values, names and messages built from them may hold terminal controls."""
+    rows = [[printable(cell) for cell in row] for row in cells]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]) for row in rows]
 
@@ -151,7 +155,7 @@ def to_table(report: Report, unreadable: Sequence[tuple[str, str]] = ()) -> str:
         )
     lines += ["  " + line for line in _columns(rows)]
     for name, code in unreadable:
-        lines.append(f"  {name}: not readable ({code}); not audited")
+        lines.append(f"  {printable(name)}: not readable ({printable(code)}); not audited")
 
     lines += ["", f"Findings ({len(report.findings)})"]
     if report.findings:

@@ -22,6 +22,8 @@ from urllib.parse import unquote
 SENDING_GROUP = "AWSSESSendingGroupDoNotRename"
 SENDING_POLICY = "AmazonSesSendingAccess"
 SEND_ACTION = "ses:SendRawEmail"
+# What a policy of the sending group may allow, and nothing else (`grants_only_sending`).
+SENDING_ACTIONS = frozenset({"ses:sendrawemail", "ses:sendemail"})
 CONSOLE_TAG = ("InvokedBy", "SESConsole")
 SENDING_POLICY_DOCUMENT: Mapping[str, Any] = {
     "Version": "2012-10-17",
@@ -103,4 +105,40 @@ def only_ses(document: str | Mapping[str, Any]) -> bool:
         and _patterns(s.get("Action"))
         and all(p.lower().startswith("ses:") for p in _patterns(s.get("Action")))
         for s in statements
+    )
+
+
+def grants_only_sending(document: str | Mapping[str, Any]) -> bool:
+    """Whether the document allows nothing beyond SES sending: safe to give a sending group.
+
+    Every statement whose ``Effect`` is not ``"Deny"`` must name its actions with ``Action`` (no
+    ``NotAction``), have no ``NotResource``, and list only ``ses:SendRawEmail`` or
+    ``ses:SendEmail`` (case-insensitive). A wildcard counts as more, even ``ses:Send*``, since
+    it matches other actions too. Deny statements, ``Resource`` and ``Condition`` can only narrow
+    what is allowed, so they are not evaluated. A document that is not a list of statement
+    objects is not accepted. Whether the document allows sending at all is `grants_sending`.
+
+    >>> grants_only_sending(SENDING_POLICY_DOCUMENT)
+    True
+    >>> grants_only_sending({"Statement": [{"Effect": "Allow", "Action": "ses:*", "Resource": "*"}]})
+    False
+    """
+    statements = as_document(document).get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    return isinstance(statements, list) and all(_allows_only_sending(s) for s in statements)
+
+
+def _allows_only_sending(statement: object) -> bool:
+    if not isinstance(statement, dict):
+        return False
+    if statement.get("Effect") == "Deny":
+        return True
+    if "NotAction" in statement or "NotResource" in statement:
+        return False
+    actions = statement.get("Action")
+    actions = [actions] if isinstance(actions, str) else actions
+    return (
+        isinstance(actions, list)
+        and bool(actions)
+        and all(isinstance(a, str) and a.lower() in SENDING_ACTIONS for a in actions)
     )
