@@ -12,6 +12,8 @@ accepts and refuses), test_least_privilege (every policy; the rotation role), te
 test_secrets (each user's secret: binding, resource policy, KMS, rotation schedule, invoke
 permission), test_smtp_users (the users and their sending group), test_functions (runtime,
 timeouts, environment), test_organisation (VPC, permissions boundary, memory), test_notifications
-(topic, alarms, the RotationFailed rule), test_outputs, test_users_per_stack (IAM's and Lambda's
-limits), test_resolver (the resolver itself).
+(topic, alarms, the RotationFailed rule, the retirement function's failure destination),
+test_encryption (what the deployment's KMS key encrypts), test_scanner (the findings checkov is told
+to skip, and why), test_outputs, test_users_per_stack (IAM's and Lambda's limits), test_resolver
+(the resolver itself).
 """

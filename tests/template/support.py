@@ -263,6 +263,17 @@ def via_secrets_manager_for_the_deployments_secrets() -> dict[str, Any]:
     }
 
 
+def via_sns_for_the_alarm_topic() -> dict[str, Any]:
+    """A key grant for publishing to the alarm topic only: SNS asks KMS for the publisher, with the
+    topic's ARN in the encryption context."""
+    return {
+        "StringEquals": {
+            "kms:ViaService": f"sns.{REGION}.amazonaws.com",
+            "kms:EncryptionContext:aws:sns:topicArn": "<Ref AlarmTopic>",
+        }
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # The project's command-line tools (cfn-lint, sam)
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Telling someone, for each configuration: the topic accepts messages only from the template's rule
-and alarms; a RotationFailed event of the deployment's secrets, either function's errors and a
-current key past the maximum age reach it; the e-mail subscription only when given."""
+and alarms; a RotationFailed event of the deployment's secrets, either function's errors, a failed
+retirement invocation and a current key past the maximum age reach it; the e-mail subscription only
+when given."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from typing import Any
 
 from lambda_function.retire_handler import CURRENT_KEY_AGE_METRIC
 from tests.template.resolver import ACCOUNT, REGION, Stack, load_template
-from tests.template.support import FUNCTION_ID, RETIREMENT_ID, SECRET_PREFIX_ARN, listed_users
+from tests.template.support import (
+    FUNCTION_ID,
+    RETIREMENT_ID,
+    SECRET_PREFIX_ARN,
+    Configuration,
+    listed_users,
+    role_grants,
+    via_sns_for_the_alarm_topic,
+)
 
 
 def _hashable(value: Any) -> Any:
@@ -100,6 +109,34 @@ def test_retirement_function_errors_raise_an_alarm_on_the_topic(stack: Stack) ->
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": f"<Ref {RETIREMENT_ID}>"}]
     assert alarm["AlarmActions"] == ["<Ref AlarmTopic>"]
+
+
+def test_a_failed_retirement_invocation_reaches_the_topic(stack: Stack, configuration: Configuration) -> None:
+    """The hourly schedule invokes the retirement function asynchronously; Lambda publishes the record
+    of a failed invocation (its error included) to the on-failure destination with the function's
+    own role. So: the destination is the topic; the role may publish to it; the topic's policy denies
+    nothing; and when the deployment's key encrypts the topic, the role may use the key for it."""
+    (invoke_config,) = [
+        r["Properties"]
+        for r in stack.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if r["Properties"]["FunctionName"] == f"<Ref {RETIREMENT_ID}>"
+    ]
+    assert invoke_config["DestinationConfig"] == {"OnFailure": {"Destination": "<Ref AlarmTopic>"}}
+    assert invoke_config["MaximumRetryAttempts"] == 0  # no retry delays it: the next hourly run is the retry
+    assert stack.properties(RETIREMENT_ID)["Role"] == f"<GetAtt {RETIREMENT_ID}Role.Arn>"
+    grants = role_grants(stack, RETIREMENT_ID)
+    publish = [(g.resources, g.condition) for g in grants if "sns:Publish" in g.actions]
+    assert publish == [(("<Ref AlarmTopic>",), {})]
+    _, topic_policy = stack.only("AWS::SNS::TopicPolicy")
+    assert {s["Effect"] for s in topic_policy["PolicyDocument"]["Statement"]} == {"Allow"}
+    key = configuration.kms_key
+    assert stack.properties("AlarmTopic").get("KmsMasterKeyId") == key
+    topic_key_grants = [
+        g
+        for g in grants
+        if g.condition == via_sns_for_the_alarm_topic() and {"kms:GenerateDataKey", "kms:Decrypt"} <= g.actions
+    ]
+    assert [g.resources for g in topic_key_grants] == ([(key,)] if key else [])
 
 
 def test_current_key_age_alarm_watches_the_metric_the_retirement_function_emits(stack: Stack) -> None:

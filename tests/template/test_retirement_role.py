@@ -1,6 +1,7 @@
 """The retirement function's role (SPEC §4a), for each configuration: exactly the calls it makes
 (never CreateAccessKey, never a write to a secret), on the listed users, their secrets, the topic
-and its log group; and the hourly schedule's role, which may invoke only that function."""
+and its log group (the KMS key: for the secrets through Secrets Manager, for the topic through SNS,
+test_notifications.py); and the hourly schedule's role, which may invoke only that function."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.template.support import (
     listed_users,
     role_grants,
     via_secrets_manager_for_the_deployments_secrets,
+    via_sns_for_the_alarm_topic,
 )
 
 
@@ -34,7 +36,8 @@ def test_retirement_role_allows_exactly_the_calls_the_retirement_function_makes(
         | FIND_BINDINGS
         | DESCRIBE_SECRETS
         | {"sns:Publish"}
-        | ({"kms:Decrypt"} if configuration.kms_key else frozenset())
+        # Decrypt: the secrets; GenerateDataKey and Decrypt: publishing to the encrypted topic.
+        | ({"kms:Decrypt", "kms:GenerateDataKey"} if configuration.kms_key else frozenset())
         | (VPC_ACTIONS if configuration.in_vpc else frozenset())
     )
     granted = frozenset().union(*(grant.actions for grant in role_grants(stack, RETIREMENT_ID)))
@@ -48,7 +51,7 @@ def test_retirement_role_reaches_only_the_listed_users_their_secrets_the_topic_a
     grants = [
         (g.actions, g.resources)
         for g in role_grants(stack, RETIREMENT_ID)
-        if not g.actions & ({"kms:Decrypt"} | VPC_ACTIONS)  # KMS and EC2: tests of their own
+        if not g.actions & ({"kms:Decrypt", "kms:GenerateDataKey"} | VPC_ACTIONS)  # KMS, EC2: tests of their own
     ]
     users = listed_users(stack)
     expected = [
@@ -62,17 +65,27 @@ def test_retirement_role_reaches_only_the_listed_users_their_secrets_the_topic_a
     assert in_order(grants) == in_order(expected)
 
 
-def test_retirement_role_decrypts_only_the_deployments_secrets_through_secrets_manager(
+def test_retirement_role_uses_the_key_only_for_the_deployments_secrets_and_the_alarm_topic(
     stack: Stack, configuration: Configuration
 ) -> None:
     kms = [
-        (g.actions, g.resources, g.condition) for g in role_grants(stack, RETIREMENT_ID) if "kms:Decrypt" in g.actions
+        (g.actions, g.resources, g.condition)
+        for g in role_grants(stack, RETIREMENT_ID)
+        if any(action.startswith("kms:") for action in g.actions)
     ]
     if configuration.kms_key is None:
         assert kms == []
     else:
-        condition = via_secrets_manager_for_the_deployments_secrets()
-        assert kms == [(frozenset({"kms:Decrypt"}), (configuration.kms_key,), condition)]
+        assert kms == [
+            # Reading the secrets, through Secrets Manager.
+            (frozenset({"kms:Decrypt"}), (configuration.kms_key,), via_secrets_manager_for_the_deployments_secrets()),
+            # Publishing to the topic the key encrypts, through SNS (its alarms, the failure destination).
+            (
+                frozenset({"kms:GenerateDataKey", "kms:Decrypt"}),
+                (configuration.kms_key,),
+                via_sns_for_the_alarm_topic(),
+            ),
+        ]
 
 
 def test_retirement_role_trusts_only_lambda(stack: Stack) -> None:

@@ -22,6 +22,7 @@ from tests.template.support import (
     role_grants,
     secret_grants,
     via_secrets_manager_for_the_deployments_secrets,
+    via_sns_for_the_alarm_topic,
 )
 
 
@@ -113,7 +114,13 @@ def test_kms_is_allowed_only_with_a_key_and_only_through_secrets_manager(
     stack: Stack, configuration: Configuration
 ) -> None:
     kms_grants = [grant for grant in role_grants(stack) if any(a.startswith("kms:") for a in grant.actions)]
-    assert not [g for g in identity_grants(stack) if "kms:GenerateDataKey" in g.actions and g not in kms_grants]
+    # Only the rotation role may encrypt a secret: any other data key is the alarm topic's, through SNS.
+    others = [g for g in identity_grants(stack) if "kms:GenerateDataKey" in g.actions and g not in kms_grants]
+    assert [(g.source, g.condition) for g in others] == (
+        [("RetirementFunctionRole/PublishToEncryptedTopic", via_sns_for_the_alarm_topic())]
+        if configuration.kms_key
+        else []
+    )
     secrets = [stack.nested[user.stack_id].properties("Secret") for user in listed_users(stack)]
     if configuration.kms_key is None:
         assert kms_grants == []

@@ -12,7 +12,7 @@ from tests.template.resolver import ACCOUNT, REGION, STACK, Stack, deploy, load_
 from tests.template.support import FUNCTION_ID, KMS_KEY, RETIREMENT_ID, listed_users
 
 ROLE_INLINE_POLICY_LIMIT = 10_240
-USERS_PER_STACK = 24  # README: with 64-character names at path "/", a KMS key and a VPC (the most)
+USERS_PER_STACK = 23  # README: with 64-character names at path "/", a KMS key and a VPC (the most)
 # Every optional grant of the roles on: the KMS key and the VPC network interfaces.
 LARGEST_ROLES = {
     "KmsKeyArn": KMS_KEY,
