@@ -145,11 +145,13 @@ def schemas() -> dict[str, dict[str, Any]]:
     return {schema["typeName"]: schema for schema in found if "typeName" in schema}
 
 
-def handlers(resource_type: str) -> frozenset[str]:
+def handlers(resource_type: str, retained: bool = False) -> frozenset[str]:
     """Every permission the resource type's schema lists for its create, read, update and delete
-    handlers (read here from the schemas, not through the generator)."""
+    handlers (read here from the schemas, not through the generator); a retained resource is never
+    deleted, so its delete handler does not count."""
     listed = schemas()[resource_type].get("handlers", {})
-    found = {p for h in ("create", "read", "update", "delete") for p in listed.get(h, {}).get("permissions", [])}
+    used = ("create", "read", "update") if retained else ("create", "read", "update", "delete")
+    found = {p for h in used for p in listed.get(h, {}).get("permissions", [])}
     # CloudFormation's older types list none.
     return frozenset(found or deployer_policy.LEGACY_PERMISSIONS[resource_type])
 
@@ -237,13 +239,15 @@ def test_every_action_is_an_iam_action() -> None:
 
 @pytest.mark.parametrize("name", CONFIGURATION_NAMES)
 def test_no_action_is_granted_that_the_templates_resources_cannot_need(name: str) -> None:
-    """Each action comes from a handler of a resource type the stack creates (or Secrets
-    Manager's use of the key), and serves a property the template writes; or `sam deploy` calls it."""
+    """Each action comes from a handler of a resource the stack creates (or Secrets Manager's use of
+    the key), its delete handler only if CloudFormation may delete it, and serves a property the
+    template writes; or `sam deploy` calls it."""
     written = written_by_type()
     can_need: set[str] = set()
     for resource in resolved(name).everything().values():
         resource_type = resource["Type"]
-        actions = set(handlers(resource_type))
+        retained = resource.get("DeletionPolicy") == resource.get("UpdateReplacePolicy") == "Retain"
+        actions = set(handlers(resource_type, retained))
         for (of_type, prop), added in deployer_policy.ADDED.items():
             if of_type == resource_type and prop in written[resource_type]:
                 actions |= added
