@@ -77,16 +77,15 @@ LEGACY_PERMISSIONS = {
 # What `sam deploy` calls itself, around the resources (samcli/lib/deploy/deployer.py,
 # samcli/lib/utils/managed_cloudformation_stack.py), always with a StackName: change sets for the
 # stack and for the managed stack, their waiters (DescribeChangeSet, DescribeStacks), events, and
-# with `--on-failure DELETE` RollbackStack then DeleteStack.
+# with `--on-failure DELETE` RollbackStack then DeleteStack. (CreateStack and UpdateStack there
+# serve `sam sync` and `sam pipeline bootstrap`.)
 SAM_DEPLOY = {
     "cloudformation:CreateChangeSet",
     "cloudformation:DescribeChangeSet",
     "cloudformation:ExecuteChangeSet",
-    "cloudformation:DeleteChangeSet",
     "cloudformation:DescribeStacks",
     "cloudformation:DescribeStackEvents",
     "cloudformation:GetTemplateSummary",
-    "cloudformation:ListStackResources",
     "cloudformation:RollbackStack",
     "cloudformation:DeleteStack",
 }

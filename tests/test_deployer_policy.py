@@ -19,8 +19,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import boto3
 import cfnlint  # type: ignore[import-untyped]
 import pytest
+import samcli  # type: ignore[import-untyped]
 
 from infra import deployer_policy
 from infra.deployer_resources import NAMING, REPO, DeploymentError, Target
@@ -485,6 +487,23 @@ def test_sam_deploy_changes_this_stack_and_its_managed_stack_only() -> None:
     assert not allows(
         POLICY, "cloudformation:ExecuteChangeSet", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/other/1"
     )
+
+
+def test_sam_deploy_is_granted_the_cloudformation_calls_sam_cli_makes_and_no_other() -> None:
+    # Read from SAM CLI's source: its client calls, paginators and waiters (a waiter polls one call).
+    client = boto3.client("cloudformation", region_name=REGION)
+    source = Path(samcli.__file__).parent
+    calls: set[str] = set()
+    for module in ("lib/deploy/deployer.py", "lib/utils/managed_cloudformation_stack.py"):
+        text = (source / module).read_text()
+        calls |= set(re.findall(r"(?:_client|cloudformation_client)\.([a-z_]+)\(", text))
+        calls |= set(re.findall(r'get_paginator\("([a-z_]+)"\)', text))
+        calls |= {client.get_waiter(w).config.operation for w in re.findall(r'get_waiter\("([a-z_]+)"\)', text)}
+    calls -= {"get_waiter", "get_paginator"}
+    # Deployer.sync (`sam sync`) and the managed stack's update (`sam pipeline bootstrap`) only.
+    calls -= {"create_stack", "update_stack"}
+    made = {f"cloudformation:{client.meta.method_to_api_mapping.get(c, c)}" for c in calls}
+    assert made == deployer_policy.SAM_DEPLOY
 
 
 def test_the_templates_transforms_may_be_used() -> None:
