@@ -20,10 +20,15 @@ when the deployment sets a permissions boundary, creating or widening a role or 
 Around the resources: what `sam deploy` itself calls (change sets of this stack, the template's
 transforms, SAM CLI's managed artifacts bucket), on those only.
 
-    .venv/bin/python -m infra.deployer_policy              # rewrite deployer-policy.json (samconfig.toml's stack)
-    .venv/bin/python -m infra.deployer_policy --check      # exit 1 when the file is stale
+It writes three files: deployer-policy.json (the deployer deploys with its own permissions), and
+for the recommended route, `sam deploy --role-arn` with a CloudFormation service role,
+deployer-caller-policy.json (the caller: `sam deploy`'s own calls, passing the role) and
+deployer-service-role-policy.json (the role: what the resources need).
+
+    .venv/bin/python -m infra.deployer_policy              # rewrite them for samconfig.toml's deployment
+    .venv/bin/python -m infra.deployer_policy --check      # exit 1 when one is stale
     .venv/bin/python -m infra.deployer_policy --stack-name prod-mail --account 123456789012 \\
-        --region eu-west-1 --parameter-overrides SmtpUserNames=app,billing --output my-policy.json
+        --region eu-west-1 --parameter-overrides SmtpUserNames=app,billing --output-dir /tmp/prod-mail
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import argparse
 import functools
 import glob
 import json
+import logging
 import os
 import re
 import shlex
@@ -39,7 +45,7 @@ import sys
 import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -61,6 +67,10 @@ from infra.deployer_resources import (
 )
 
 POLICY = REPO / "deployer-policy.json"
+# The service-role route: the caller's policy, and the policy of the CloudFormation service role.
+CALLER_POLICY = REPO / "deployer-caller-policy.json"
+SERVICE_ROLE_POLICY = REPO / "deployer-service-role-policy.json"
+CLOUDFORMATION = "cloudformation.amazonaws.com"
 SAMCONFIG = REPO / "samconfig.toml"
 HANDLERS = ("create", "read", "update", "delete")
 # Types whose schema lists no handler permissions (CloudFormation's older, non-registry types).
@@ -289,9 +299,6 @@ WITHHELD = {
         "reads the SMTP credentials; SecretString is write-only in the schema, so nothing CloudFormation "
         "reports comes from it, and no deployer needs the password"
     ),
-    ("AWS::CloudFormation::Stack", "iam:PassRole"): (
-        "passes the parent stack's service role on to a nested stack; a deployer without one passes nothing"
-    ),
 }
 # Permissions a resource needs that no handler lists: Secrets Manager encrypts a new secret's value
 # with the customer managed key on behalf of whoever creates it (Secrets Manager User Guide,
@@ -432,6 +439,8 @@ def _why_not(resource: Resource, action: str) -> str:
     for entry in UNNEEDED:
         if entry.type == resource.type and action in entry.actions and not _writes(resource, entry.properties):
             return f"the template writes no {' or '.join(entry.properties)}: {entry.why}"
+    if (resource.type, action) == ("AWS::CloudFormation::Stack", "iam:PassRole") and "iam:role" not in resource.arns:
+        return "passes the parent stack's service role on to a nested stack; without a service role there is none"
     return WITHHELD.get((resource.type, action), "")
 
 
@@ -467,9 +476,48 @@ def _bounded(resources: list[Resource], grants: list[Grant], pruned: list[Pruned
 
 
 def policy(target: Target | None = None, template_path: Path = TEMPLATE) -> dict[str, Any]:
+    """The deployer's policy when it deploys with its own permissions."""
     target = target or samconfig_target()
     grants, _ = needed(deployment(target, template_path))
-    return {"Version": "2012-10-17", "Statement": sam_statements(target, template_path) + statements(grants)}
+    return _document(sam_statements(target, template_path) + statements(grants))
+
+
+def service_role_policies(
+    target: Target | None = None, template_path: Path = TEMPLATE
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The service-role route (`sam deploy --role-arn`): the caller's policy (`sam deploy`'s own calls
+    and passing the role to CloudFormation) and the service role's (what the resources need,
+    and passing itself on to the nested stacks)."""
+    target = target or samconfig_target()
+    role = service_role_arn(target)
+    resources = [
+        replace(r, arns={**r.arns, "iam:role": (role,)}, conditions={"iam:role": _passed_to(CLOUDFORMATION)})
+        if r.type == "AWS::CloudFormation::Stack"
+        else r
+        for r in deployment(target, template_path)
+    ]
+    grants, _ = needed(resources)
+    pass_role = {
+        "Sid": "PassTheServiceRoleToCloudFormation",
+        "Effect": "Allow",
+        "Action": "iam:PassRole",
+        "Resource": role,
+        "Condition": _passed_to(CLOUDFORMATION),
+    }
+    caller = [*sam_statements(target, template_path), pass_role]
+    return _document(caller), _document(statements(grants))
+
+
+def service_role_arn(target: Target) -> str:
+    return f"arn:{target.partition}:iam::{target.account}:role/{target.stack_name}-cloudformation"
+
+
+def _passed_to(service: str) -> dict[str, Any]:
+    return {"StringEquals": {"iam:PassedToService": service}}
+
+
+def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def pruned(target: Target | None = None, template_path: Path = TEMPLATE) -> list[Pruned]:
@@ -620,8 +668,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs)
 
 
-def render(target: Target | None = None) -> str:
-    return json.dumps(policy(target), indent=2) + "\n"
+def rendered(target: Target | None = None) -> dict[Path, str]:
+    """The three files: the direct route's policy, and the service-role route's two."""
+    caller, service_role = service_role_policies(target)
+    documents = {POLICY: policy(target), CALLER_POLICY: caller, SERVICE_ROLE_POLICY: service_role}
+    return {path: json.dumps(document, indent=2) + "\n" for path, document in documents.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -634,10 +685,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parameter-overrides", nargs="*", help="Key=Value ... as for sam deploy (default: samconfig.toml's)"
     )
-    parser.add_argument("--output", type=Path, default=POLICY, help="default: deployer-policy.json")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the output file is stale")
+    parser.add_argument("--output-dir", type=Path, default=REPO, help="where the three files go (default: here)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a file is stale")
     parser.add_argument("--explain", action="store_true", help="list each handler permission left out, and why")
     args = parser.parse_args(argv)
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)  # its metrics' warning at exit
     try:
         parameters = parse_overrides(args.parameter_overrides) if args.parameter_overrides is not None else None
         target = Target(
@@ -647,18 +699,20 @@ def main(argv: list[str] | None = None) -> int:
             region=args.region,
             partition=args.partition,
         )
-        text = render(target)
+        files = {args.output_dir / path.name: text for path, text in rendered(target).items()}
         left_out = pruned(target)
     except DeploymentError as error:
         print(f"deployer policy: {error}", file=sys.stderr)
         return 2
     if args.check:
-        if not args.output.exists() or args.output.read_text() != text:
-            print(f"{args.output.name} is stale: run make deployer-policy", file=sys.stderr)
+        stale = [path.name for path, text in files.items() if not path.exists() or path.read_text() != text]
+        if stale:
+            print(f"stale: {', '.join(stale)}: run make deployer-policy", file=sys.stderr)
             return 1
         return 0
-    args.output.write_text(text)
-    print(f"wrote {args.output.name} for stack {target.stack_name}: {len(actions_of(json.loads(text)))} actions")
+    for path, text in files.items():
+        path.write_text(text)
+        print(f"wrote {path.name} for stack {target.stack_name}: {len(actions_of(json.loads(text)))} actions")
     if args.explain:
         for item in left_out:
             print(f"  left out {item.action} ({item.type}): {item.why}")

@@ -553,3 +553,43 @@ def test_the_functions_code_and_nested_templates_are_read_from_the_artifacts_buc
     code = f"arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-abc/{SUFFIX}"
     assert allows(POLICY, "s3:GetObject", code)
     assert not allows(POLICY, "s3:GetObject", "arn:aws:s3:::payments-bucket/object")
+
+
+# ----------------------------------------------------------------------------------------------
+# The service-role route: `sam deploy --role-arn`
+# ----------------------------------------------------------------------------------------------
+
+CALLER = json.loads(deployer_policy.CALLER_POLICY.read_text())
+SERVICE_ROLE = json.loads(deployer_policy.SERVICE_ROLE_POLICY.read_text())
+SERVICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-cloudformation"
+
+
+def test_committed_service_role_route_policies_are_what_samconfigs_deployment_needs_now() -> None:
+    caller, service_role = deployer_policy.service_role_policies()
+    assert (caller, service_role) == (CALLER, SERVICE_ROLE), "stale: run make deployer-policy"
+
+
+def test_the_caller_needs_only_sam_deploys_calls_and_passing_the_service_role_to_cloudformation() -> None:
+    assert {a.split(":")[0] for a in granted(CALLER)} == {"cloudformation", "s3", "iam"}
+    assert {a for a in granted(CALLER) if a.startswith("iam:")} == {"iam:PassRole"}
+    to_cloudformation = {"iam:PassedToService": "cloudformation.amazonaws.com"}
+    assert allows(CALLER, "iam:PassRole", SERVICE_ROLE_ARN, to_cloudformation)
+    assert not allows(CALLER, "iam:PassRole", SERVICE_ROLE_ARN, {"iam:PassedToService": "lambda.amazonaws.com"})
+    role = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-RotationFunctionRole-{SUFFIX}"
+    assert not allows(CALLER, "iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
+    # The stack's resources are the service role's business only.
+    for path, resource_type, arn in sample_arns(resolved("defaults")):
+        assert not any(allows(CALLER, a, arn) for a in handlers(resource_type)), path
+    assert granted(CALLER) <= granted(POLICY) | {"iam:PassRole"}
+
+
+def test_the_service_role_gets_what_the_direct_route_grants_the_resources_and_passes_itself_on() -> None:
+    sam = {"SamDeploy", "UseTheTemplatesTransforms", "SamArtifactsBucket", "SamManagedArtifactsBucketStack"}
+    direct = [s for s in POLICY["Statement"] if s["Sid"] not in sam]
+    (passing,) = [s for s in SERVICE_ROLE["Statement"] if s["Sid"] == "IamRolePassedToCloudformation"]
+    assert [s for s in SERVICE_ROLE["Statement"] if s is not passing] == direct
+    # Nested stacks are created with the parent's service role.
+    assert allows(
+        SERVICE_ROLE, "iam:PassRole", SERVICE_ROLE_ARN, {"iam:PassedToService": "cloudformation.amazonaws.com"}
+    )
+    assert not granted(SERVICE_ROLE) & FORBIDDEN
