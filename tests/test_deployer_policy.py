@@ -30,7 +30,7 @@ from infra.language_extensions import expand
 from tests.template.resolver import ACCOUNT, REGION, STACK, Stack, deploy, load_template, transformed
 from tests.template.support import BOUNDARY, CONFIGURATIONS, KMS_KEY
 
-POLICY = json.loads(deployer_policy.POLICY.read_text())
+POLICY = json.loads(deployer_policy.POLICY.read_text())  # the committed file
 # Actions the issue names: a deployer holding any of them could make itself administrator, or read
 # the SMTP credentials.
 FORBIDDEN = {
@@ -62,6 +62,7 @@ def resolved(name: str) -> Stack:
 
 
 CONFIGURATION_NAMES = [c.name for c in CONFIGURATIONS]
+DEFAULT = policy_for("defaults")  # generated afresh: samconfig.toml's deployment
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,8 +231,8 @@ def test_samconfigs_parameter_overrides_are_the_deployments(tmp_path: Path) -> N
 
 def test_every_action_is_an_iam_action() -> None:
     # IAM refuses a policy naming anything else (a schema lists the log event s3:REST.PUT.OBJECT).
-    assert granted(POLICY)
-    assert [a for a in granted(POLICY) if not re.fullmatch(r"[a-z0-9-]+:[A-Za-z][A-Za-z0-9]*", a)] == []
+    assert granted(DEFAULT)
+    assert [a for a in granted(DEFAULT) if not re.fullmatch(r"[a-z0-9-]+:[A-Za-z][A-Za-z0-9]*", a)] == []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,20 +262,20 @@ def test_no_action_is_granted_that_the_templates_resources_cannot_need(name: str
     sam_calls = (
         deployer_policy.SAM_DEPLOY | deployer_policy.SAM_ARTIFACTS | set(deployer_policy.managed_bucket_actions())
     )
-    document = POLICY if name == "defaults" else policy_for(name)
+    document = policy_for(name)
     assert sorted(granted(document) - can_need - sam_calls) == []
 
 
 @pytest.mark.parametrize("name", CONFIGURATION_NAMES)
 def test_no_login_profile_managed_policy_attachment_user_policy_or_secret_value(name: str) -> None:
-    document = POLICY if name == "defaults" else policy_for(name)
+    document = policy_for(name)
     assert sorted(granted(document) & FORBIDDEN) == []
     assert [a for a in granted(document) if "*" in a] == []
 
 
 @pytest.mark.parametrize("name", CONFIGURATION_NAMES)
 def test_pass_role_names_the_stacks_roles_and_the_service_each_is_passed_to(name: str) -> None:
-    document = POLICY if name == "defaults" else policy_for(name)
+    document = policy_for(name)
     passing = [s for s in document["Statement"] if "iam:PassRole" in as_list(s["Action"])]
     services = {s["Condition"]["StringEquals"]["iam:PassedToService"] for s in passing if "Condition" in s}
     assert services == {"lambda.amazonaws.com", "scheduler.amazonaws.com"}
@@ -298,7 +299,7 @@ def test_pass_role_names_the_stacks_roles_and_the_service_each_is_passed_to(name
 
 @pytest.mark.parametrize("name", CONFIGURATION_NAMES)
 def test_only_actions_iam_cannot_scope_are_granted_on_every_resource(name: str) -> None:
-    document = POLICY if name == "defaults" else policy_for(name)
+    document = policy_for(name)
     everywhere = {a for s in document["Statement"] if s["Resource"] == "*" for a in as_list(s["Action"])}
     assert {a: resource_types_of(a) for a in everywhere} == {a: [] for a in everywhere}
     # What is left reads and writes nothing: a description of the network and the log groups.
@@ -307,7 +308,7 @@ def test_only_actions_iam_cannot_scope_are_granted_on_every_resource(name: str) 
 
 @pytest.mark.parametrize("name", CONFIGURATION_NAMES)
 def test_the_deployer_reaches_nothing_of_anybody_elses(name: str) -> None:
-    document = POLICY if name == "defaults" else policy_for(name)
+    document = policy_for(name)
     scoped = {a for s in document["Statement"] if s["Resource"] != "*" for a in as_list(s["Action"])}
     others = [
         f"arn:aws:iam::{ACCOUNT}:role/Admin",
@@ -335,7 +336,7 @@ def test_the_deployer_reaches_nothing_of_anybody_elses(name: str) -> None:
 def test_each_resource_the_stack_creates_gets_what_its_handlers_call_on_it(name: str) -> None:
     """Every handler permission that acts on the resource itself is granted on its ARN, unless the
     generator says why it is not needed."""
-    document = POLICY if name == "defaults" else policy_for(name)
+    document = policy_for(name)
     configuration = next(c for c in CONFIGURATIONS if c.name == name)
     target = Target(STACK, dict(configuration.parameters))
     left_out = {(p.type, p.action) for p in deployer_policy.pruned(target)}
@@ -357,7 +358,7 @@ def test_each_resource_the_stack_creates_gets_what_its_handlers_call_on_it(name:
 def test_every_handler_permission_is_granted_or_left_out_with_a_reason(name: str) -> None:
     configuration = next(c for c in CONFIGURATIONS if c.name == name)
     target = Target(STACK, dict(configuration.parameters))
-    document = POLICY if name == "defaults" else policy_for(name)
+    document = policy_for(name)
     left_out = {(p.type, p.action): p.why for p in deployer_policy.pruned(target)}
     assert all(left_out.values())
     types = {r["Type"] for r in resolved(name).everything().values()}
@@ -406,7 +407,7 @@ def test_the_resource_types_and_arns_it_names_are_the_service_authorization_data
 
 
 def test_without_a_kms_key_no_kms_action_is_granted() -> None:
-    assert [a for a in granted(POLICY) if a.startswith("kms:")] == []
+    assert [a for a in granted(DEFAULT) if a.startswith("kms:")] == []
 
 
 def test_a_kms_key_is_used_only_through_secrets_manager_for_the_deployments_secrets() -> None:
@@ -441,7 +442,9 @@ def test_with_a_permissions_boundary_a_role_or_user_is_created_or_widened_only_w
             document, action, arn, {"iam:PermissionsBoundary": "arn:aws:iam::aws:policy/AdministratorAccess"}
         )
     assert not granted(document) & {"iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"}
-    assert {"iam:DeleteRolePermissionsBoundary", "iam:PutRolePolicy"} <= granted(POLICY)  # no boundary: as the handlers
+    assert {"iam:DeleteRolePermissionsBoundary", "iam:PutRolePolicy"} <= granted(
+        DEFAULT
+    )  # no boundary: as the handlers
 
 
 @pytest.mark.parametrize("users", ["app", "app,billing"])
@@ -476,16 +479,16 @@ def test_a_stack_name_too_long_for_predictable_generated_names_is_refused_with_t
 
 
 def test_sam_deploy_changes_this_stack_and_its_managed_stack_only() -> None:
-    statements = {s["Sid"]: s for s in POLICY["Statement"]}
+    statements = {s["Sid"]: s for s in DEFAULT["Statement"]}
     assert statements["SamDeploy"]["Resource"] == [
         f"arn:aws:cloudformation:*:*:stack/{STACK}/*",
         "arn:aws:cloudformation:*:*:stack/aws-sam-cli-managed-default/*",
     ]
     assert allows(
-        POLICY, "cloudformation:ExecuteChangeSet", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/1"
+        DEFAULT, "cloudformation:ExecuteChangeSet", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/1"
     )
     assert not allows(
-        POLICY, "cloudformation:ExecuteChangeSet", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/other/1"
+        DEFAULT, "cloudformation:ExecuteChangeSet", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/other/1"
     )
 
 
@@ -507,7 +510,7 @@ def test_sam_deploy_is_granted_the_cloudformation_calls_sam_cli_makes_and_no_oth
 
 
 def test_the_templates_transforms_may_be_used() -> None:
-    statement = next(s for s in POLICY["Statement"] if s["Sid"] == "UseTheTemplatesTransforms")
+    statement = next(s for s in DEFAULT["Statement"] if s["Sid"] == "UseTheTemplatesTransforms")
     assert "arn:aws:cloudformation:*:aws:transform/Serverless-2016-10-31" in statement["Resource"]
     assert "arn:aws:cloudformation:*:aws:transform/LanguageExtensions" in statement["Resource"]
 
@@ -517,7 +520,7 @@ def test_the_first_deploy_may_create_sam_clis_managed_artifacts_bucket() -> None
     # bucket with versioning, encryption, a public access block, tags and a bucket policy.
     assert tomllib.loads((REPO / "samconfig.toml").read_text())["default"]["deploy"]["parameters"]["resolve_s3"]
     assert deployer_policy.managed_stack_types() == {"AWS::S3::Bucket", "AWS::S3::BucketPolicy"}
-    statements = {s["Sid"]: s for s in POLICY["Statement"]}
+    statements = {s["Sid"]: s for s in DEFAULT["Statement"]}
     managed = statements["SamManagedArtifactsBucketStack"]
     assert managed["Resource"] == "arn:aws:s3:::aws-sam-cli-managed-default-*"
     needed = {
@@ -551,8 +554,8 @@ def test_the_first_deploy_may_create_sam_clis_managed_artifacts_bucket() -> None
 
 def test_the_functions_code_and_nested_templates_are_read_from_the_artifacts_bucket_only() -> None:
     code = f"arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-abc/{SUFFIX}"
-    assert allows(POLICY, "s3:GetObject", code)
-    assert not allows(POLICY, "s3:GetObject", "arn:aws:s3:::payments-bucket/object")
+    assert allows(DEFAULT, "s3:GetObject", code)
+    assert not allows(DEFAULT, "s3:GetObject", "arn:aws:s3:::payments-bucket/object")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -582,7 +585,7 @@ def test_the_caller_needs_only_sam_deploys_calls_and_passing_the_service_role_to
     # The stack's resources are the service role's business only.
     for path, resource_type, arn in sample_arns(resolved("defaults")):
         assert not any(allows(CALLER, a, arn) for a in handlers(resource_type)), path
-    assert granted(CALLER) <= granted(POLICY) | {"iam:PassRole"}
+    assert granted(CALLER) <= granted(DEFAULT) | {"iam:PassRole"}
 
 
 def test_the_service_role_gets_what_the_direct_route_grants_the_resources_and_passes_itself_on() -> None:
