@@ -24,7 +24,7 @@ import cfnlint  # type: ignore[import-untyped]
 import pytest
 import samcli  # type: ignore[import-untyped]
 
-from infra import deployer_policy
+from infra import deployer_needs, deployer_policy
 from infra.deployer_resources import NAMING, REPO, DeploymentError, Target
 from infra.language_extensions import expand
 from tests.template.resolver import ACCOUNT, REGION, STACK, Stack, deploy, load_template, transformed
@@ -156,7 +156,7 @@ def handlers(resource_type: str, retained: bool = False) -> frozenset[str]:
     used = ("create", "read", "update") if retained else ("create", "read", "update", "delete")
     found = {p for h in used for p in listed.get(h, {}).get("permissions", [])}
     # CloudFormation's older types list none.
-    return frozenset(found or deployer_policy.LEGACY_PERMISSIONS[resource_type])
+    return frozenset(found or deployer_needs.LEGACY_PERMISSIONS[resource_type])
 
 
 @functools.cache
@@ -251,10 +251,10 @@ def test_no_action_is_granted_that_the_templates_resources_cannot_need(name: str
         resource_type = resource["Type"]
         retained = resource.get("DeletionPolicy") == resource.get("UpdateReplacePolicy") == "Retain"
         actions = set(handlers(resource_type, retained))
-        for (of_type, prop), added in deployer_policy.ADDED.items():
+        for (of_type, prop), added in deployer_needs.ADDED.items():
             if of_type == resource_type and prop in written[resource_type]:
                 actions |= added
-        for entry in deployer_policy.UNNEEDED:
+        for entry in deployer_needs.UNNEEDED:
             writes = any(p == w or w.startswith(f"{p}/") for p in entry.properties for w in written[entry.type])
             if entry.type == resource_type and not writes:
                 actions -= entry.actions
@@ -372,11 +372,11 @@ def test_every_handler_permission_is_granted_or_left_out_with_a_reason(name: str
 
 
 def test_each_unneeded_entry_names_its_types_handler_permissions_and_schema_properties() -> None:
-    for entry in deployer_policy.UNNEEDED:
+    for entry in deployer_needs.UNNEEDED:
         assert entry.actions <= handlers(entry.type), entry
         assert entry.why, entry
     properties = {t: set(schema.get("properties", {})) for t, schema in schemas().items()}
-    for entry in deployer_policy.UNNEEDED:
+    for entry in deployer_needs.UNNEEDED:
         assert {p.split("/")[0] for p in entry.properties} <= properties[entry.type], entry
 
 
@@ -384,7 +384,7 @@ def test_the_template_writes_no_property_whose_actions_are_left_out() -> None:
     # The other half of the table's promise: what it leaves out is for properties nobody writes.
     written = written_by_type()
     left_out = {(p.type, p.action) for p in deployer_policy.pruned()}
-    for entry in deployer_policy.UNNEEDED:
+    for entry in deployer_needs.UNNEEDED:
         if any((entry.type, a) in left_out and entry.type in written for a in entry.actions):
             assert not any(w == p or w.startswith(f"{p}/") for p in entry.properties for w in written[entry.type])
 
