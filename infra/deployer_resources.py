@@ -173,17 +173,15 @@ IDENTITIES = re.compile(r"arn:[^:]+:iam::[^:]+:(user|group)(/.*)")
 
 
 def _one_pattern_per_origin(resources: list[Resource]) -> list[Resource]:
-    copies: dict[str, list[str]] = {}
+    copies: dict[str, list[tuple[str, ...]]] = {}
     for resource in resources:
         if resource.own:
-            copies.setdefault(resource.origin, []).extend(resource.own)
-    pattern = {
-        arn: _pattern(arns)
-        for arns in copies.values()
-        if len(arns) > 1 or IDENTITIES.fullmatch(arns[0])
-        for arn in arns
-    }
-    pattern = {arn: p for arn, p in pattern.items() if p is not None}
+            copies.setdefault(resource.origin, []).append(resource.own)
+    pattern: dict[str, str] = {}
+    for owns in copies.values():
+        for arns in zip(*owns, strict=True):  # each of a resource's own ARNs with the same of its copies
+            named_by = _pattern(list(arns)) if len(arns) > 1 or IDENTITIES.fullmatch(arns[0]) else None
+            pattern.update(dict.fromkeys(arns, named_by) if named_by else {})
     if not pattern:
         return resources
 

@@ -319,6 +319,7 @@ def test_the_deployer_reaches_nothing_of_anybody_elses(name: str) -> None:
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments",
         f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/database-AbC123",
         f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/payments",
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{STACK}-ses-smtp-rotation-and-more",
         f"arn:aws:sns:{REGION}:{ACCOUNT}:payments-alerts",
         f"arn:aws:events:{REGION}:{ACCOUNT}:rule/payments",
         f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:payments",
