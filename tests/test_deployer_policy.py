@@ -599,3 +599,52 @@ def test_the_service_role_gets_what_the_direct_route_grants_the_resources_and_pa
         SERVICE_ROLE, "iam:PassRole", SERVICE_ROLE_ARN, {"iam:PassedToService": "cloudformation.amazonaws.com"}
     )
     assert not granted(SERVICE_ROLE) & FORBIDDEN
+
+
+# ----------------------------------------------------------------------------------------------
+# Template changes are absorbed by generating again (no list of resources to maintain)
+# ----------------------------------------------------------------------------------------------
+
+CHANGED_TEMPLATE = """
+Parameters:
+  KmsKeyArn: {Type: String, Default: ""}
+Conditions:
+  HasKmsKey: !Not [!Equals [!Ref KmsKeyArn, ""]]
+Resources:
+  Binding:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Name: !Sub /ses-smtp-rotation/${AWS::StackName}/app
+      Type: String
+      Value: arn
+  Logs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      LogGroupName: !Sub /aws/lambda/${AWS::StackName}-fn
+      KmsKeyId: !If [HasKmsKey, !Ref KmsKeyArn, !Ref AWS::NoValue]
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {}
+  Function:
+    Type: AWS::Lambda::Function
+    Properties:
+      Role: !GetAtt Role.Arn
+      Code: {S3Bucket: aws-sam-cli-managed-default-x, S3Key: code.zip}
+      KmsKeyArn: !If [HasKmsKey, !Ref KmsKeyArn, !Ref AWS::NoValue]
+"""
+
+
+def test_a_parameter_store_binding_and_encryption_with_the_deployments_key_are_derived(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(CHANGED_TEMPLATE)
+    without = deployer_policy.policy(Target(STACK), template)
+    assert not [a for a in granted(without) if a.startswith("kms:")]
+    assert "logs:AssociateKmsKey" in granted(without)  # to encrypt later, or stop: the template can
+    parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ses-smtp-rotation/{STACK}/app"
+    assert allows(without, "ssm:PutParameter", parameter)
+    assert not allows(without, "ssm:PutParameter", parameter.replace(STACK, "another-stack"))
+    document = deployer_policy.policy(Target(STACK, {"KmsKeyArn": KMS_KEY}), template)
+    through_lambda = {"kms:ViaService": f"lambda.{REGION}.amazonaws.com"}
+    assert allows(document, "kms:CreateGrant", KMS_KEY, through_lambda)
+    assert not allows(document, "kms:CreateGrant", KMS_KEY, {"kms:ViaService": f"s3.{REGION}.amazonaws.com"})
