@@ -105,7 +105,11 @@ NAMING = {
 
 @dataclass(frozen=True)
 class Reference:
-    """A property that names a resource the type's handlers act on (or pass to a service)."""
+    """A property that names a resource the type's handlers act on (or pass to a service).
+
+    The condition keys are action keys of the Service Authorization Reference (iam:PassedToService
+    on iam:PassRole; kms:ViaService and kms:EncryptionContext:<key> on the KMS actions), which the
+    copy cfn-lint ships does not carry (it lists each action's resource types and their keys)."""
 
     resource_type: str  # Service Authorization resource type of what it names
     arn: str = "{value}"  # format of its ARN from a value that is a name (or a dict: its fields)
