@@ -338,7 +338,7 @@ class _Stack:
             raise DeploymentError(
                 f"{self.scope}{logical_id}: CloudFormation shortens the generated name {generated} "
                 f"(up to {longest} characters, at most {naming.max_length}) in a way a policy cannot "
-                f"predict; choose a stack name {longest - naming.max_length} characters shorter"
+                f"predict; shorten the stack name by {longest - naming.max_length} character(s)"
             )
         return generated
 

@@ -470,7 +470,7 @@ def test_the_policy_does_not_grow_with_the_users_beyond_their_names() -> None:
 
 
 def test_a_stack_name_too_long_for_predictable_generated_names_is_refused_with_the_length_to_use() -> None:
-    with pytest.raises(DeploymentError, match=r"at most 64.*choose a stack name \d+ characters shorter"):
+    with pytest.raises(DeploymentError, match=r"at most 64.*shorten the stack name by \d+ character"):
         deployer_policy.policy(Target("a-stack-name-long-enough-to-be-shortened-by-cloudformation"))
 
 
