@@ -95,9 +95,13 @@ lock: setup
 	$(LOCK) -c requirements-dev.lock -o requirements.txt requirements.in
 	$(LOCK) -o requirements-checkov.lock requirements-checkov.txt
 
-# deployer-policy.json: what `sam deploy` of template.yaml needs (a test fails when it is stale).
+# deployer-policy.json (and the service-role route's deployer-caller-policy.json and
+# deployer-service-role-policy.json): what `sam deploy` of template.yaml needs for samconfig.toml's
+# stack and parameters, and no more (a test fails when they are stale). Run it after every template
+# change. Another deployment: make deployer-policy ARGS="--stack-name prod-mail --account
+# 123456789012 --parameter-overrides SmtpUserNames=app,billing --output-dir /tmp/prod-mail"
 deployer-policy: setup
-	$(BIN)/python -m infra.deployer_policy
+	$(BIN)/python -m infra.deployer_policy $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache $(NODE_RECIPE)/node_modules
