@@ -16,7 +16,8 @@ import functools
 import json
 import logging
 import os
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,40 @@ def _list_real_version_dates() -> None:
 
     list_secret_version_ids.lists_real_dates = True  # type: ignore[attr-defined]
     SecretsManagerBackend.list_secret_version_ids = list_secret_version_ids  # type: ignore[method-assign]
+
+
+def _versions_dated_to_the_millisecond() -> None:
+    """Date each new secret version to the millisecond, as AWS does, not to the second.
+
+    The API reference's examples show ``"CreatedDate": 1523477145.713``; moto 5 stores
+    ``int(time.time())``, so a version made just after an access key (moto's IAM dates are precise)
+    looked older than the key. The retirement function and createSecret compare the two (a key
+    "created since the pending version" belongs to that rotation) and took an older key for one
+    made during the rotation.
+    """
+
+    def dated(method: Callable[..., Any]) -> Callable[..., Any]:
+        if getattr(method, "dates_to_the_millisecond", False):
+            return method
+
+        @functools.wraps(method)
+        def wrapper(self: SecretsManagerBackend, secret_id: str, *args: Any, **kwargs: Any) -> Any:
+            secret = self.secrets.get(secret_id)
+            before = {v: id(version) for v, version in secret.versions.items()} if secret else {}
+            now = round(time.time(), 3)
+            try:
+                return method(self, secret_id, *args, **kwargs)
+            finally:  # RotateSecret may fail after it made the version (a function moto cannot find)
+                secret = self.secrets.get(secret_id)
+                for v, version in secret.versions.items() if secret else ():
+                    if before.get(v) != id(version) and version.get("createdate") == int(now):
+                        version["createdate"] = now
+
+        wrapper.dates_to_the_millisecond = True  # type: ignore[attr-defined]
+        return wrapper
+
+    SecretsManagerBackend._add_secret = dated(SecretsManagerBackend._add_secret)  # type: ignore[method-assign]
+    SecretsManagerBackend.rotate_secret = dated(SecretsManagerBackend.rotate_secret)  # type: ignore[method-assign]
 
 
 def _awscurrent_is_the_default_version() -> None:
@@ -257,6 +292,7 @@ class MotoServer:
         _awscurrent_is_the_default_version()
         _versions_are_immutable()
         _one_rotation_at_a_time()
+        _versions_dated_to_the_millisecond()
         _aws_managed_key_is_not_reported()
         _functions_never_run()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from mypy_boto3_iam import IAMClient
 
 from infra.local_aws import MotoServer
 from infra.local_lambda import register_rotation_function
@@ -174,6 +175,19 @@ def test_list_secret_version_ids_reports_when_each_version_was_created() -> None
     listed = secrets_client().list_secret_version_ids(SecretId=arn)["Versions"]
 
     assert [entry["CreatedDate"] for entry in listed if entry["VersionId"] == version] == [created]
+
+
+def test_a_version_made_after_an_access_key_is_dated_after_it(iam_client: IAMClient, iam_user: str) -> None:
+    # AWS dates versions to the millisecond; the retirement function and createSecret compare a
+    # version's CreatedDate with keys' CreateDate.
+    key = iam_client.create_access_key(UserName=iam_user)["AccessKey"]
+    arn, version = _plain_secret()
+
+    listed = secrets_client().list_secret_version_ids(SecretId=arn)["Versions"]
+    (created,) = [entry["CreatedDate"] for entry in listed if entry["VersionId"] == version]
+
+    assert created >= key["CreateDate"]
+    assert secrets_client().get_secret_value(SecretId=arn)["CreatedDate"] == created
 
 
 @pytest.mark.usefixtures("moto_server")
