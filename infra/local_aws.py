@@ -16,14 +16,16 @@ import functools
 import json
 import logging
 import os
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moto.core.config import default_user_config
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import AccessKey, AccessKeyLastUsed, IAMBackend, ManagedPolicy, User, iam_backends
+from moto.secretsmanager.exceptions import InvalidRequestException, ResourceExistsException
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 from moto.server import ThreadedMotoServer
 
@@ -40,6 +42,7 @@ SENDING_POLICY_DOCUMENT = {
     "Version": "2012-10-17",
     "Statement": [{"Sid": "SendThroughSesSmtp", "Effect": "Allow", "Action": "ses:SendRawEmail", "Resource": "*"}],
 }
+CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Anything that could route a client elsewhere than the endpoint we set, or load real credentials.
 _UNSET = (
@@ -77,35 +80,190 @@ def _list_real_version_dates() -> None:
     SecretsManagerBackend.list_secret_version_ids = list_secret_version_ids  # type: ignore[method-assign]
 
 
-def _default_version_follows_awscurrent() -> None:
-    """Make moto's default version follow AWSCURRENT when UpdateSecretVersionStage moves it, as AWS does.
+def _versions_dated_to_the_millisecond() -> None:
+    """Date each new secret version to the millisecond, as AWS does, not to the second.
 
-    moto 5 answers ``GetSecretValue`` without ``VersionId``/``VersionStage`` from a "default
-    version" that only PutSecretValue moves: after a rotation (which moves AWSCURRENT with
-    UpdateSecretVersionStage) it returns the *previous* value, and a later PutSecretValue without
-    stages labels AWSPREVIOUS from that stale version. On AWS both mean AWSCURRENT. Applications
-    that read without a stage (the default of most SDK helpers) must see what they would see on AWS.
+    The API reference's examples show ``"CreatedDate": 1523477145.713``; moto 5 stores
+    ``int(time.time())``, so a version made just after an access key (moto's IAM dates are precise)
+    looked older than the key. The retirement function and createSecret compare the two (a key
+    "created since the pending version" belongs to that rotation) and took an older key for one
+    made during the rotation.
     """
-    original = SecretsManagerBackend.update_secret_version_stage
-    if getattr(original, "follows_awscurrent", False):
+
+    def dated(method: Callable[..., Any]) -> Callable[..., Any]:
+        if getattr(method, "dates_to_the_millisecond", False):
+            return method
+
+        @functools.wraps(method)
+        def wrapper(self: SecretsManagerBackend, secret_id: str, *args: Any, **kwargs: Any) -> Any:
+            secret = self.secrets.get(secret_id)
+            before = {v: id(version) for v, version in secret.versions.items()} if secret else {}
+            now = round(time.time(), 3)
+            try:
+                return method(self, secret_id, *args, **kwargs)
+            finally:  # RotateSecret may fail after it made the version (a function moto cannot find)
+                secret = self.secrets.get(secret_id)
+                for v, version in secret.versions.items() if secret else ():
+                    if before.get(v) != id(version) and version.get("createdate") == int(now):
+                        version["createdate"] = now
+
+        wrapper.dates_to_the_millisecond = True  # type: ignore[attr-defined]
+        return wrapper
+
+    SecretsManagerBackend._add_secret = dated(SecretsManagerBackend._add_secret)  # type: ignore[method-assign]
+    SecretsManagerBackend.rotate_secret = dated(SecretsManagerBackend.rotate_secret)  # type: ignore[method-assign]
+
+
+def _awscurrent_is_the_default_version() -> None:
+    """Make moto's "default version" the version labelled AWSCURRENT, and move labels as AWS does.
+
+    AWS has exactly one AWSCURRENT version, and it is what ``GetSecretValue`` without
+    ``VersionId``/``VersionStage`` returns (SPEC §7). moto 5 keeps a separate "default version"
+    that only PutSecretValue/UpdateSecret move: UpdateSecretVersionStage leaves it behind, and a
+    RotateSecret that names a registered function points it at the new, empty AWSPENDING version.
+    A later put without stages then labelled AWSPREVIOUS from that stale version and left AWSCURRENT
+    on two versions. Here the default version *is* AWSCURRENT's, and a version created with
+    AWSCURRENT follows the PutSecretValue/UpdateSecret API reference: "If you specify a staging label
+    that's already associated with a different version ... Secrets Manager removes the label from the
+    other version" and AWSPREVIOUS moves "to the version that AWSCURRENT was removed from". moto
+    instead replaced that version's labels with AWSPREVIOUS alone, dropping e.g. an AWSPENDING left
+    on it by a finished rotation.
+    """
+    if getattr(FakeSecret, "default_is_awscurrent", False):
         return
 
-    def update_secret_version_stage(
+    def awscurrent_version(self: FakeSecret) -> str | None:
+        return next((v for v, version in self.versions.items() if CURRENT in version["version_stages"]), None)
+
+    def reset_default_version(self: FakeSecret, secret_version: dict[str, Any], version_id: str) -> None:
+        labels = set(secret_version["version_stages"])  # AWSCURRENT among them: moto calls this only then
+        left_current = [
+            v for v, version in self.versions.items() if v != version_id and CURRENT in version["version_stages"]
+        ]
+        moving = labels | ({PREVIOUS} if left_current else set())
+        for version in self.versions.values():
+            version["version_stages"] = [label for label in version["version_stages"] if label not in moving]
+        for v in left_current:
+            self.versions[v]["version_stages"].append(PREVIOUS)
+        self.versions[version_id] = secret_version
+
+    # moto assigns default_version_id in several places; AWSCURRENT's position is the only truth.
+    FakeSecret.default_version_id = property(awscurrent_version, lambda self, value: None)  # type: ignore[assignment]
+    FakeSecret.reset_default_version = reset_default_version  # type: ignore[method-assign]
+    FakeSecret.default_is_awscurrent = True  # type: ignore[attr-defined]
+
+
+def _versions_are_immutable() -> None:
+    """Refuse a second PutSecretValue with a version's token and another value, as AWS does.
+
+    PutSecretValue API reference: with a ClientRequestToken that matches an existing version "and
+    you specify the same secret data, the operation succeeds but does nothing. However, if the
+    secret data is different, then the operation fails because you can't modify an existing version"
+    (``ResourceExistsException``). moto lets any write through to a version labelled AWSPENDING, so
+    a late or duplicate createSecret silently replaced the pending credentials. Only the empty
+    version that RotateSecret creates may still receive its value.
+    """
+    original = SecretsManagerBackend._check_with_existing_secrets_and_versions
+    if getattr(original, "immutable_versions", False):
+        return
+
+    def check(
+        self: SecretsManagerBackend,
+        secret_name: str,
+        client_request_token: str | None,
+        secret_string: str | None,
+        secret_binary: str | None,
+        on_create: bool = False,
+    ) -> FakeSecret | None:
+        secret = self.secrets.get(secret_name)
+        version = secret.versions.get(client_request_token) if secret and client_request_token else None
+        if isinstance(secret, FakeSecret) and version is not None and _has_value(version):
+            if version.get("secret_string") == secret_string and version.get("secret_binary") == secret_binary:
+                return secret  # the same data: succeeds and does nothing
+            raise ResourceExistsException(
+                f"You can't use ClientRequestToken {client_request_token} because that value is already in use "
+                f"for a version of secret {secret.arn}."
+            )
+        return original(self, secret_name, client_request_token, secret_string, secret_binary, on_create)
+
+    check.immutable_versions = True  # type: ignore[attr-defined]
+    SecretsManagerBackend._check_with_existing_secrets_and_versions = check  # type: ignore[method-assign]
+
+
+def _has_value(version: dict[str, Any]) -> bool:
+    return "secret_string" in version or "secret_binary" in version
+
+
+def _one_rotation_at_a_time() -> None:
+    """Refuse RotateSecret while a previous rotation is incomplete, and allow it after one, as AWS does.
+
+    RotateSecret API reference: "If the AWSPENDING staging label is present but not attached to the
+    same version as AWSCURRENT, then any later invocation of RotateSecret assumes that a previous
+    rotation request is still in progress and returns an error" (InvalidRequestException: "A
+    previous rotation isn't complete. That rotation will be reattempted."). moto 5's check is
+    inverted: it refuses exactly when AWSPENDING is on AWSCURRENT's version (a finished rotation) and
+    starts a second rotation beside an unfinished one. Also, like AWS, the response's VersionId is
+    the new (AWSPENDING) version's, not AWSCURRENT's.
+    """
+    original = SecretsManagerBackend.rotate_secret
+    if getattr(original, "one_at_a_time", False):
+        return
+
+    def rotate_secret(
         self: SecretsManagerBackend,
         secret_id: str,
-        version_stage: str,
-        remove_from_version_id: str,
-        move_to_version_id: str,
-    ) -> tuple[str, str]:
-        result = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
-        secret = self.secrets[secret_id]
-        current = [v for v, version in secret.versions.items() if "AWSCURRENT" in version["version_stages"]]
-        if version_stage == "AWSCURRENT" and len(current) == 1 and isinstance(secret, FakeSecret):
-            secret.set_default_version_id(current[0])
-        return result
+        client_request_token: str | None = None,
+        rotation_lambda_arn: str | None = None,
+        rotation_rules: dict[str, Any] | None = None,
+        rotate_immediately: bool = True,
+    ) -> str:
+        secret = self.secrets.get(secret_id)
+        versions = secret.versions if isinstance(secret, FakeSecret) and not secret.is_deleted() else {}
+        pending = [v for v, version in versions.items() if PENDING in version["version_stages"]]
+        if any(CURRENT not in versions[v]["version_stages"] for v in pending):
+            raise InvalidRequestException("A previous rotation isn't complete. That rotation will be reattempted.")
+        # AWSPENDING on AWSCURRENT's version: moto would refuse; AWS moves the label to the new version
+        # (as moto does itself once past its check). Put back if the call fails before that.
+        for v in pending:
+            versions[v]["version_stages"].remove(PENDING)
+        try:
+            result = json.loads(
+                original(self, secret_id, client_request_token, rotation_lambda_arn, rotation_rules, rotate_immediately)
+            )
+        except Exception:
+            if not any(PENDING in version["version_stages"] for version in versions.values()):
+                for v in pending:
+                    versions[v]["version_stages"].append(PENDING)
+            raise
+        new = next((v for v, version in versions.items() if PENDING in version["version_stages"]), None)
+        if new is not None:
+            result["VersionId"] = new
+        return json.dumps(result)
 
-    update_secret_version_stage.follows_awscurrent = True  # type: ignore[attr-defined]
-    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
+    rotate_secret.one_at_a_time = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.rotate_secret = rotate_secret  # type: ignore[method-assign]
+
+
+def _aws_managed_key_is_not_reported() -> None:
+    """Omit DescribeSecret's KmsKeyId for a secret under ``aws/secretsmanager``, as AWS does.
+
+    UpdateSecret API reference: "If you set this [KmsKeyId] to an empty string, Secrets Manager uses
+    the Amazon Web Services managed key aws/secretsmanager"; DescribeSecret: "If the secret is
+    encrypted with the Amazon Web Services managed key aws/secretsmanager, this field is omitted."
+    moto reported ``KmsKeyId: ""`` after ``UpdateSecret(KmsKeyId="")`` (and null when never set).
+    """
+    original = FakeSecret.to_dict
+    if getattr(original, "omits_aws_managed_key", False):
+        return
+
+    def to_dict(self: FakeSecret) -> dict[str, Any]:
+        described = original(self)
+        if not described.get("KmsKeyId"):
+            described.pop("KmsKeyId", None)
+        return described
+
+    to_dict.omits_aws_managed_key = True  # type: ignore[attr-defined]
+    FakeSecret.to_dict = to_dict  # type: ignore[method-assign]
 
 
 def _functions_never_run() -> None:
@@ -131,7 +289,11 @@ class MotoServer:
         if self._server is not None:
             raise RuntimeError("moto is already running")
         _list_real_version_dates()
-        _default_version_follows_awscurrent()
+        _awscurrent_is_the_default_version()
+        _versions_are_immutable()
+        _one_rotation_at_a_time()
+        _versions_dated_to_the_millisecond()
+        _aws_managed_key_is_not_reported()
         _functions_never_run()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)

@@ -39,7 +39,7 @@ def time_passes(secret_arn: str, user: str, delta: timedelta) -> None:
     """Every date of `secret_arn` and `user` moves `delta` into the past."""
     secret = secretsmanager_backends[_account()][REGION].secrets[secret_arn]
     for version in secret.versions.values():
-        version["createdate"] = int(version["createdate"] - delta.total_seconds())
+        version["createdate"] = version["createdate"] - delta.total_seconds()
     for key in _iam_keys(user):
         key.create_date = key.create_date - delta
         if key.last_used is not None:
@@ -59,6 +59,6 @@ def key_used(user: str, access_key_id: str, at: datetime | None = None) -> None:
 
 
 def version_created(secret_arn: str, version_id: str, at: datetime) -> None:
-    """Set a version's CreatedDate (moto keeps whole seconds)."""
+    """Set a version's CreatedDate (to the millisecond, as AWS and the local AWS keep it)."""
     secret = secretsmanager_backends[_account()][REGION].secrets[secret_arn]
-    secret.versions[version_id]["createdate"] = int(at.timestamp())
+    secret.versions[version_id]["createdate"] = round(at.timestamp(), 3)

@@ -47,8 +47,22 @@ def snapshot(deployment: Deployment) -> tuple[dict[str, str], dict[str, list[str
 
 
 def write_version(secret_arn: str, document: dict[str, Any]) -> str:
-    """PutSecretValue as a writer of the secret does it (AWSCURRENT moves; AWSPREVIOUS follows)."""
-    return secrets_client().put_secret_value(SecretId=secret_arn, SecretString=json.dumps(document))["VersionId"]
+    """PutSecretValue as a writer of the secret does it (AWSCURRENT moves; AWSPREVIOUS follows).
+
+    A finished rotation leaves AWSPENDING on AWSCURRENT's version; this writer carries it along to
+    its own version. A put without stages moves only AWSCURRENT and AWSPREVIOUS, so it would leave
+    AWSPENDING on a version no longer current: rollback would see a rotation in progress and refuse
+    before it reads the versions this writer planted (and Secrets Manager would refuse the next
+    rotation).
+    """
+    labels = stages(secret_arn).values()
+    carry = any("AWSCURRENT" in version and "AWSPENDING" in version for version in labels)
+    put = secrets_client().put_secret_value(
+        SecretId=secret_arn,
+        SecretString=json.dumps(document),
+        VersionStages=["AWSCURRENT", "AWSPENDING"] if carry else ["AWSCURRENT"],
+    )
+    return put["VersionId"]
 
 
 def version_with(secret_arn: str, label: str) -> str:

@@ -109,11 +109,16 @@ def cancelled_rotation(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[st
 
 def cancelled_first_rotation(deployment: Deployment, _: pytest.MonkeyPatch) -> dict[str, str | None]:
     """An adopted console key, then a first rotation that failed and was cancelled: AWSCURRENT
-    names no key, and the run finds the failed key through the unlabelled version naming it."""
+    names no key, and the run finds the failed key through the unlabelled version naming it.
+    That version is dated before the key, as by the RotateSecret that made it (the other dating:
+    test_retirement_run's cancelled first rotation, by-put-secret-value)."""
     console = deployment.iam.create_access_key(UserName=deployment.user)["AccessKey"]["AccessKeyId"]
     deployment.time_passes(30 * D)
     token = deployment.rotate(steps=("createSecret", "setSecret"))
     (failed,) = set(deployment.keys()) - {console}
+    keys = deployment.iam.list_access_keys(UserName=deployment.user)["AccessKeyMetadata"]
+    (key,) = [k for k in keys if k["AccessKeyId"] == failed]
+    version_created(deployment.arn, token, key["CreateDate"] - timedelta(seconds=1))
     secrets_client().update_secret_version_stage(
         SecretId=deployment.arn, VersionStage="AWSPENDING", RemoveFromVersionId=token
     )
@@ -243,6 +248,12 @@ def test_a_retirement_run_makes_few_aws_calls_per_secret(
     ]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="product: finishSecret leaves AWSPENDING on the rotated version, and a put without stages moves only "
+    "AWSCURRENT and AWSPREVIOUS (as on AWS), so after the edits that version is still labelled AWSPENDING, not "
+    "unlabelled: the run reads it as a rotation in progress (and Secrets Manager would refuse the next rotation)",
+)
 @pytest.mark.parametrize("dated", ["by-rotate-secret", "by-put-secret-value"])
 def test_after_edits_by_hand_a_run_reads_one_more_version(
     dated: str, iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch

@@ -18,6 +18,7 @@ from mypy_boto3_iam import IAMClient
 from infra.rotation_driver import begin_rotation, run_steps
 from infra.ses_smtp import SesSmtpStandIn
 from lambda_function.errors import RetirementError
+from tests.moto_clock import version_created
 from tests.retirement_support import Deployment, deploy, rotated_twice, secret_metrics
 from tests.support import Crash, current, failing_call, invoke, secrets_client, smtp_login_code, stages
 
@@ -157,14 +158,31 @@ def test_the_key_of_a_cancelled_rotation_is_deactivated_at_the_next_run_and_dele
     assert deployment.keys() == {good: "Active"}
 
 
+@pytest.mark.parametrize(
+    "dated",
+    [
+        "by-rotate-secret",
+        pytest.param(
+            "by-put-secret-value",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="product: when the AWSPENDING version is dated by the PutSecretValue that filled it (as moto "
+                "does; unverified on AWS), it is newer than the key it names, and the run keeps the failed key "
+                "('nothing retires until a rotation succeeds')",
+            ),
+        ),
+    ],
+)
 def test_a_cancelled_first_rotation_leaves_the_adopted_console_key_alone_and_stops_its_own_key(
-    deployment: Deployment,
+    deployment: Deployment, dated: str
 ) -> None:
     # An adopted user: a console key that applications use, older than any rotation.
     console = deployment.iam.create_access_key(UserName=deployment.user)["AccessKey"]["AccessKeyId"]
     deployment.time_passes(30 * D)
     token = deployment.rotate(steps=("createSecret", "setSecret"))  # then testSecret fails for ever
     (failed,) = set(deployment.keys()) - {console}
+    if dated == "by-rotate-secret":
+        date_version_before_its_key(deployment, token, failed)
     client = secrets_client()
     client.cancel_rotate_secret(SecretId=deployment.arn)
     client.update_secret_version_stage(SecretId=deployment.arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
@@ -175,6 +193,15 @@ def test_a_cancelled_first_rotation_leaves_the_adopted_console_key_alone_and_sto
     deployment.time_passes(30 * D)
     deployment.retire()
     assert deployment.keys() == {console: "Active"}
+
+
+def date_version_before_its_key(deployment: Deployment, version_id: str, key_id: str) -> None:
+    """Date the version that names `key_id` a second before the key, as when AWS dates a version by
+    the RotateSecret that made it empty (before createSecret makes the key) rather than by the
+    PutSecretValue that filled it (as moto does; which one AWS does is unverified)."""
+    keys = deployment.iam.list_access_keys(UserName=deployment.user)["AccessKeyMetadata"]
+    (key,) = [k for k in keys if k["AccessKeyId"] == key_id]
+    version_created(deployment.arn, version_id, key["CreateDate"] - timedelta(seconds=1))
 
 
 @pytest.mark.parametrize("stage", ["after-createSecret", "between-CreateAccessKey-and-PutSecretValue"])

@@ -27,7 +27,6 @@ from tests.support import (
     keys_of,
     pending_value,
     rotate,
-    stages,
 )
 from tests.support import secrets_client as sm
 
@@ -103,15 +102,16 @@ def test_pending_version_pointed_at_another_server_is_refused_before_testsecret_
     rotate(arn)
     before = current(arn)
     token = begin_rotation(sm(), arn)
-    run_steps(invoke, arn, token, steps=STEPS[:2])
-    # Someone rewrites the pending value between the steps (moto lets a put with the same token overwrite).
-    pending = json.loads(pending_value(arn, token) or "{}")
+    # Someone gives the rotation's empty AWSPENDING version its value before createSecret does: the
+    # current document, pointed at their server. (A version takes a value once: once createSecret
+    # has stored its own, a put with the token and another value is refused, ResourceExistsException.)
     sm().put_secret_value(
         SecretId=arn,
         ClientRequestToken=token,
-        SecretString=json.dumps({**pending, "host": "127.0.0.2", "port": thief.starttls_port}),
+        SecretString=json.dumps({**before, "host": "127.0.0.2", "port": thief.starttls_port}),
         VersionStages=["AWSPENDING"],
     )
+    run_steps(invoke, arn, token, steps=STEPS[:2])  # createSecret finds a value; setSecret, an Active key
     thief.clear()
 
     with pytest.raises(InvalidSecretError, match=r"'127\.0\.0\.2' is not an SES SMTP endpoint"):
@@ -156,14 +156,14 @@ def test_a_rewritten_current_version_cannot_redirect_the_next_rotation_to_anothe
     arn = create_secret({"iam_user_name": iam_user}, ses_smtp)
     rotate(arn)
     users_keys = keys_of(iam_client, iam_user)
-    # Someone who can write the secret makes a new AWSCURRENT that names the victim (moto needs the
-    # label moved explicitly; on AWS a PutSecretValue without stages does it).
-    old = next(v for v, labels in stages(arn).items() if "AWSCURRENT" in labels)
-    new = sm().put_secret_value(
-        SecretId=arn, SecretString=json.dumps({**current(arn), "iam_user_name": victim}), VersionStages=["STAGED"]
-    )["VersionId"]
-    sm().update_secret_version_stage(
-        SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=new, RemoveFromVersionId=old
+    # Someone who can write the secret makes a new AWSCURRENT that names the victim. They carry along
+    # the AWSPENDING that the rotation left on AWSCURRENT's version: a put without stages would leave
+    # it behind, and Secrets Manager would refuse the next rotation ("A previous rotation isn't
+    # complete") and reattempt the rotated version instead of starting from theirs.
+    sm().put_secret_value(
+        SecretId=arn,
+        SecretString=json.dumps({**current(arn), "iam_user_name": victim}),
+        VersionStages=["AWSCURRENT", "AWSPENDING"],
     )
     assert current(arn)["iam_user_name"] == victim
 
