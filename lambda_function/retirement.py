@@ -80,6 +80,10 @@ from enum import StrEnum
 
 from lambda_function.settings import RetirementPolicy
 
+# createSecret stores the version naming a new key within seconds of making it (see
+# retirement_executor): a version dated later than this after its key was written by someone else.
+STORED_WITHIN = timedelta(minutes=1)
+
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
 PREVIOUS = "AWSPREVIOUS"
@@ -209,7 +213,12 @@ def decide(keys: Sequence[Key], versions: Sequence[Version], policy: RetirementP
                 actions.append(_retire_never_current(key, policy, now))
         else:
             first_rotation = min((v.created for v in versions if v.access_key_id), default=None)
-            if key.access_key_id not in (current_id, previous_id) and first_rotation and key.created >= first_rotation:
+            # The version naming a failed rotation's key may be dated by RotateSecret (before
+            # createSecret made the key) or by the put that filled it (just after it).
+            named = min((v.created for v in versions if v.access_key_id == key.access_key_id), default=None)
+            made_for = named is not None and key.created >= named - STORED_WITHIN
+            since_first = first_rotation is not None and key.created >= first_rotation
+            if key.access_key_id not in (current_id, previous_id) and (since_first or made_for):
                 actions.append(_retire_never_current(key, policy, now))
             else:
                 why = (

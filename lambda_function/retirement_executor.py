@@ -16,22 +16,29 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from aws_lambda_powertools import Logger
 
 from lambda_function.access_keys import AccessKeys
 from lambda_function.errors import InvalidSecretError
-from lambda_function.retirement import CURRENT, PENDING, PREVIOUS, Action, Decision, Key, Kind, Role, Version, decide
+from lambda_function.retirement import (
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    STORED_WITHIN,
+    Action,
+    Decision,
+    Key,
+    Kind,
+    Role,
+    Version,
+    decide,
+)
 from lambda_function.secret_versions import SecretVersions, VersionListing
 from lambda_function.settings import RetirementPolicy
 
 _LABELS = (CURRENT, PREVIOUS, PENDING)
-# createSecret stores the version naming a new key within seconds of making it: a version created
-# later than this after its key was written by someone else (an edit by hand). Secrets Manager
-# may date the rotation's version by RotateSecret (before the key) or by that PutSecretValue
-# (just after it; moto does, to the second).
-STORED_WITHIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)

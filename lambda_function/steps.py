@@ -96,6 +96,7 @@ def run_step(step: str, rotation: Rotation) -> None:
         raise InvalidSecretError(f"Token {rotation.token} is not a version of secret {state.arn}.")
     if CURRENT in labels:
         if step == "finishSecret":
+            _clear_pending(rotation, labels)
             _retire_previous_key(rotation, rotation.document(CURRENT, user))
         else:
             rotation.logger.info("Version is already AWSCURRENT; nothing to do")
@@ -308,7 +309,16 @@ def finish_secret(rotation: Rotation, user: str, current_version: str | None) ->
         )
     rotation.secrets.promote(rotation.token, current_version)
     rotation.logger.info("Moved AWSCURRENT", from_version=current_version, key_id=pending.username)
+    _clear_pending(rotation, [CURRENT, PENDING])
     _retire_previous_key(rotation, pending)
+
+
+def _clear_pending(rotation: Rotation, labels: list[str]) -> None:
+    """Take AWSPENDING off the version just made current. Left there, the next edit of the secret
+    (a put moves AWSCURRENT and AWSPREVIOUS only) would leave it on a version that is not
+    AWSCURRENT: a rotation that looks in progress for ever, which Secrets Manager refuses to follow."""
+    if PENDING in labels:
+        rotation.secrets.remove_label(PENDING, rotation.token)
 
 
 def _retire_previous_key(rotation: Rotation, current: SecretDocument) -> None:

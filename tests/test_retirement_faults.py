@@ -248,12 +248,6 @@ def test_a_retirement_run_makes_few_aws_calls_per_secret(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product: finishSecret leaves AWSPENDING on the rotated version, and a put without stages moves only "
-    "AWSCURRENT and AWSPREVIOUS (as on AWS), so after the edits that version is still labelled AWSPENDING, not "
-    "unlabelled: the run reads it as a rotation in progress (and Secrets Manager would refuse the next rotation)",
-)
 @pytest.mark.parametrize("dated", ["by-rotate-secret", "by-put-secret-value"])
 def test_after_edits_by_hand_a_run_reads_one_more_version(
     dated: str, iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, monkeypatch: pytest.MonkeyPatch

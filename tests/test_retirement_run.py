@@ -162,15 +162,7 @@ def test_the_key_of_a_cancelled_rotation_is_deactivated_at_the_next_run_and_dele
     "dated",
     [
         "by-rotate-secret",
-        pytest.param(
-            "by-put-secret-value",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="product: when the AWSPENDING version is dated by the PutSecretValue that filled it (as moto "
-                "does; unverified on AWS), it is newer than the key it names, and the run keeps the failed key "
-                "('nothing retires until a rotation succeeds')",
-            ),
-        ),
+        "by-put-secret-value",
     ],
 )
 def test_a_cancelled_first_rotation_leaves_the_adopted_console_key_alone_and_stops_its_own_key(
