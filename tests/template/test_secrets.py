@@ -5,6 +5,7 @@ schedule by a function only Secrets Manager of this account may invoke for it.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from lambda_function.settings import Settings
 from tests.template.resolver import ACCOUNT, REGION, Stack, as_list
@@ -171,3 +172,33 @@ def test_each_rotation_schedule_waits_for_the_invoke_permission_and_its_grants(s
             "ScheduleExpression": stack.parameters["RotationScheduleExpression"],
             "Duration": stack.parameters["RotationWindow"],
         }
+
+
+# Global condition keys the secret's policy uses (IAM User Guide, "AWS global condition context keys").
+GLOBAL_KEYS = {"aws:PrincipalArn", "aws:CalledVia"}
+# Action-level keys: cfn-lint's copy of the Service Authorization data lists actions and their
+# resource-level keys only. secretsmanager:RotationLambdaARN is the Service Authorization
+# Reference's key for RotateSecret ("Filters access by the ARN of the rotation Lambda function").
+ACTION_KEYS = {"secretsmanager:RotationLambdaARN": {"rotatesecret"}}
+
+
+def test_every_action_and_condition_key_of_each_secret_policy_exists_for_secrets_manager(stack: Stack) -> None:
+    import cfnlint  # type: ignore[import-untyped]
+
+    data = json.loads((Path(cfnlint.__file__).parent / "data/AdditionalSpecs/Policies.json").read_text())
+    service = data["secretsmanager"]
+    resource_keys = set(service["Resources"]["secret"]["ConditionKeys"])
+    for user in listed_users(stack):
+        _, policy = stack.nested[user.stack_id].only("AWS::SecretsManager::ResourcePolicy")
+        for statement in policy["ResourcePolicy"]["Statement"]:
+            actions = as_list(statement["Action"])
+            for action in actions:
+                prefix, name = action.split(":")
+                assert prefix == "secretsmanager" and name.lower() in service["Actions"], action
+                assert service["Actions"][name.lower()]["Resources"] == ["Secret"], action
+            for operator in statement.get("Condition", {}).values():
+                for key in operator:
+                    if key in ACTION_KEYS:
+                        assert {a.split(":")[1].lower() for a in actions} <= ACTION_KEYS[key], (key, actions)
+                    else:
+                        assert key in GLOBAL_KEYS or key in resource_keys, key
