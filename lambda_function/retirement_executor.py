@@ -15,7 +15,7 @@ run that fails half-way is finished by the next one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from aws_lambda_powertools import Logger
@@ -161,7 +161,8 @@ def retire(
     *,
     last_use: bool = True,
 ) -> Decision:
-    """Read the state, decide, and deactivate or delete what the decision says; return the decision.
+    """Read the state, decide, and deactivate or delete what the decision says; return the decision
+    as carried out (an action whose facts moved before it is a KEEP saying so).
 
     Raises InvalidSecretError (nothing changed) when AWSCURRENT names another IAM user than
     `keys.user_name`, the user this secret is bound to.
@@ -178,18 +179,19 @@ def retire(
         state = _with_history(state, secrets)
         decision = decide(state.keys, state.versions, policy, now)
     labels = _labelled(state.versions)
+    done: list[Action] = []
     for action in decision.actions:
         if action.kind in (Kind.DEACTIVATE, Kind.DELETE) and not still_as_decided(action, labels, keys, secrets):
-            logger.info(
-                "Access key left as it is: the secret's labels or the key changed since the decision; the next run "
-                "decides again",
-                extra={"secret_id": secrets.secret_id, "key_id": action.access_key_id, "action": action.kind.value},
-            )
-            continue
+            action = replace(action, kind=Kind.KEEP, reason=f"{MOVED} (decided: {action.kind.value})")
         _apply(action, keys, secrets.secret_id, logger)
         if action.kind is Kind.DEACTIVATE:
             _restore_if_made_current(action.access_key_id, labels, keys, secrets, logger)
-    return decision
+        done.append(action)
+    return replace(decision, actions=tuple(done))
+
+
+# Why an action decided on was not carried out.
+MOVED = "the secret's labels or the key changed since the decision; the next run decides again"
 
 
 def _labelled(versions: list[Version]) -> dict[str, str | None]:

@@ -187,3 +187,28 @@ def test_the_orphan_rule_never_deletes_a_used_key_on_time_alone(deployment: Depl
     with pytest.raises(KeyLimitError, match="2 access keys"):
         invoke(step_event("createSecret", deployment.arn, token, None))
     assert set(deployment.keys()) == {console, made_by_hand}  # both kept: one was used
+
+
+def test_a_deletion_decided_before_an_operator_restored_the_key_by_hand_is_not_carried_out(
+    deployment: Deployment,
+) -> None:
+    """A deletion cannot be undone: the run re-reads the labels right before it and skips it."""
+    old, _, _ = retired_after_rotation(deployment)
+    deployment.time_passes(8 * 24 * H)  # the rollback window is over: the run decides to delete it
+    previous = version_with(deployment.arn, "AWSPREVIOUS")
+
+    def roll_back_by_hand() -> None:
+        deployment.iam.update_access_key(UserName=deployment.user, AccessKeyId=old, Status="Active")
+        secrets_client().update_secret_version_stage(
+            SecretId=deployment.arn,
+            VersionStage="AWSCURRENT",
+            MoveToVersionId=previous,
+            RemoveFromVersionId=version_with(deployment.arn, "AWSCURRENT"),
+        )
+
+    # The 1st DescribeSecret asks whether the secret is looked after; the 2nd is the re-check.
+    with at_call("before-call.secrets-manager.DescribeSecret", roll_back_by_hand, 2) as ran:
+        result = deployment.retire(check=False)
+    assert ran and result["deleted"] == []
+    assert current(deployment.arn)["username"] == old and deployment.keys()[old] == "Active"
+    deployment.check_invariants()
