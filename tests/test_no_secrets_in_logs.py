@@ -64,7 +64,7 @@ def test_no_password_key_token_or_auth_exchange_in_any_output_at_debug(
                     break
         assert errors == (["testSecret: SmtpAuthenticationError"] if failing else []), output
         secrets.add(rotation_token)
-        pending = sm.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
+        pending = sm.get_secret_value(SecretId=arn, VersionId=token)  # finishSecret took AWSPENDING off it
         secrets |= secrets_of(json.loads(pending["SecretString"]))
 
     assert '"message":"Rotation step failed"' in output
