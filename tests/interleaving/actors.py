@@ -73,6 +73,7 @@ def rotation(deployment: Deployment) -> Actor:
         if token is None:
             token = begin_rotation(boto3.client("secretsmanager"), deployment.secret_arn, deployment.function_arn)
         run_steps(invoke, deployment.secret_arn, token)
+        _rotation_completed(deployment, token)
 
     return run
 
@@ -83,6 +84,7 @@ def delivery(deployment: Deployment, token: str) -> Actor:
 
     def run() -> None:
         run_steps(invoke, deployment.secret_arn, token)
+        _rotation_completed(deployment, token)
 
     return run
 
@@ -149,6 +151,19 @@ def after_refused_edit(deployment: Deployment) -> None:
     for version, labels in state.stages.items():
         if PENDING in labels and CURRENT not in labels:
             secrets.remove_label(PENDING, version)
+
+
+def _rotation_completed(deployment: Deployment, token: str) -> None:
+    """Secrets Manager, once the four steps succeeded, removes AWSPENDING from the version they made
+    current ("our backend cleans up the pending label on rotation completion, outside the rotation
+    lambda": aws-samples/aws-secrets-manager-rotation-lambdas#145). `infra.rotation_driver` leaves
+    it there until the next rotation begins; a hand edit meanwhile would then leave AWSPENDING on a
+    version that is no longer current, which AWS does not."""
+    client = boto3.client("secretsmanager")
+    with unscheduled():
+        labels = client.describe_secret(SecretId=deployment.secret_arn)["VersionIdsToStages"].get(token, [])
+    if PENDING in labels and CURRENT in labels:
+        SecretVersions(client, deployment.secret_arn).remove_label(PENDING, token)
 
 
 def _rotation_in_progress(deployment: Deployment) -> str | None:

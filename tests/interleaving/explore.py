@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ import pytest
 from infra.local_aws import add_to_sending_group
 from infra.rotation_driver import begin_rotation
 from infra.ses_smtp import SesSmtpStandIn
+from lambda_function.errors import RotationError
 from lambda_function.secret_document import SecretDocument
 from tests.interleaving import actors
 from tests.interleaving.invariants import Aws, Problem, World, check_afterwards, check_state
@@ -80,11 +82,15 @@ class Report:
     calls: dict[str, list[str]] = field(default_factory=dict)  # each actor's calls, run alone
     schedules: int = 0
     violations: list[Violation] = field(default_factory=list)
+    # Not a violation, but worth a look: actors that ended with an error neither a refusal of the
+    # product's own (RotationError) nor a kill, e.g. a raw AWS error after a label moved.
+    raw_errors: Counter[str] = field(default_factory=Counter)
 
     def __str__(self) -> str:
         counts = ", ".join(f"{name}: {len(calls)} calls" for name, calls in self.calls.items())
         head = f"{self.pair}: {self.schedules} schedules ({counts}), {len(self.violations)} violations"
-        return "\n".join([head, *map(str, self.violations)])
+        raw = ", ".join(f"{error} x{count}" for error, count in sorted(self.raw_errors.items()))
+        return "\n".join([head, *([f"raw errors (not asserted): {raw}"] if raw else []), *map(str, self.violations)])
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,9 @@ def explore(lab: Lab, pair: Pair) -> Report:
             for k, operation in enumerate(report.calls[stopped.name], start=1):
                 for kill in (False, True) if _writes(operation) else (False,):
                     report.schedules += 1
-                    report.violations += _schedule(lab, pair, stopped, other, k, kill=kill)
+                    violations, outcomes = _schedule(lab, pair, stopped, other, k, kill=kill)
+                    report.violations += violations
+                    report.raw_errors.update(_raw_error(outcome) for outcome in outcomes if _raw_error(outcome))
     return report
 
 
@@ -147,8 +155,20 @@ def _writes(operation: str) -> bool:
     return not operation.partition(".")[2].startswith(("Get", "List", "Describe"))
 
 
-def _schedule(lab: Lab, pair: Pair, stopped: Role, other: Role, k: int, *, kill: bool) -> list[Violation]:
-    """One schedule on a fresh state: `stopped` paused before (or killed after) its k-th call."""
+def _raw_error(outcome: Outcome) -> str:
+    """What an actor ended with (e.g. rollback: InvalidParameterException) when it was neither a
+    success, a refusal of the product's own, nor a kill; else the empty string."""
+    error = outcome.error
+    if error is None or isinstance(error, RotationError) or outcome.killed:
+        return ""
+    return f"{outcome.name.removesuffix(' again')}: {type(error).__name__}"
+
+
+def _schedule(
+    lab: Lab, pair: Pair, stopped: Role, other: Role, k: int, *, kill: bool
+) -> tuple[list[Violation], list[Outcome]]:
+    """One schedule on a fresh state: `stopped` paused before (or killed after) its k-th call.
+    Returns the violations and how the actors' runs ended."""
     world = lab.fresh(pair)
     actor = stopped.make(world)
     outcomes: list[Outcome] = []
@@ -184,7 +204,10 @@ def _schedule(lab: Lab, pair: Pair, stopped: Role, other: Role, k: int, *, kill:
 
     call = short(made[k - 1]) if len(made) >= k else "never made"
     schedule = f"{stopped.name} {'killed after' if kill else 'paused before'} call {k} ({call})"
-    return [Violation(pair.name, schedule, point, name, detail, tuple(trace)) for point, (name, detail) in _first(seen)]
+    violations = [
+        Violation(pair.name, schedule, point, name, detail, tuple(trace)) for point, (name, detail) in _first(seen)
+    ]
+    return violations, outcomes
 
 
 def _first(seen: Sequence[tuple[str, Problem]]) -> Iterator[tuple[str, Problem]]:

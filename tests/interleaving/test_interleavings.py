@@ -2,8 +2,16 @@
 
 Each pair of actors that change one secret and its keys is explored systematically
 (`explore`): each actor paused before each of its AWS calls while the other runs to completion,
-and killed after each call that writes, then run again. Each test reports the number of schedules
-and every violation with its schedule, where it was seen, and a short trace.
+and killed after each call that writes, then run again. A failure lists the number of schedules
+and every violation: the pair, the schedule (which actor, paused before or killed after which
+call), where it was first seen, the invariant (`invariants`), and a short trace of the calls each
+actor made and how it ended.
+
+The actors are adapters in `actors`: when the product changes a signature (the deployment given
+to rollback, the binding registry) or its wording for a refusal because of a hand edit, adapt
+them there. "one-current" cannot break on AWS: where it does, the stand-in departs from AWS (moto
+5 leaves AWSCURRENT on two versions after a hand edit during a rotation; issue 14 asks for a
+stricter stand-in), and that hides what the product would do.
 """
 
 from __future__ import annotations
@@ -64,7 +72,9 @@ PAIRS = [
         Role("rotation", rotation),
         settings={"PREVIOUS_KEY_ACTIVE_HOURS": "0"},
     ),
+    # The grace period is over: the run deactivates the previous key while a rotation replaces it.
     Pair("rotation x retirement", Role("rotation", rotation), retirement_after(25 * H)),
+    # A manual invoke or a redrive delivers a rotation's steps again, with its token.
     Pair(
         "the same token delivered twice",
         Role("delivery 1", delivery),
@@ -72,7 +82,9 @@ PAIRS = [
         begun=True,
         symmetric=True,
     ),
+    # An operator adds a field in the console while a rotation runs (one may stay pending for days).
     Pair("hand edit x rotation", Role(actors.HAND_EDIT, hand_edit), Role("rotation", rotation), edit=True),
+    # EventBridge Scheduler delivers at least once: runs may overlap (here at +25 h and +9 days).
     Pair("two retirement runs", retirement_after(25 * H), retirement_after(9 * D)),
 ]
 
