@@ -160,10 +160,11 @@ def _rotation_completed(deployment: Deployment, token: str) -> None:
     it there until the next rotation begins; a hand edit meanwhile would then leave AWSPENDING on a
     version that is no longer current, which AWS does not."""
     client = boto3.client("secretsmanager")
-    with unscheduled():
-        labels = client.describe_secret(SecretId=deployment.secret_arn)["VersionIdsToStages"].get(token, [])
+    # When it does so is a scheduling point (the look); what it does is atomic, its own bookkeeping.
+    labels = client.describe_secret(SecretId=deployment.secret_arn)["VersionIdsToStages"].get(token, [])
     if PENDING in labels and CURRENT in labels:
-        SecretVersions(client, deployment.secret_arn).remove_label(PENDING, token)
+        with unscheduled():
+            SecretVersions(client, deployment.secret_arn).remove_label(PENDING, token)
 
 
 def _rotation_in_progress(deployment: Deployment) -> str | None:
