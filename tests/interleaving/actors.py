@@ -154,15 +154,15 @@ def after_refused_edit(deployment: Deployment) -> None:
 
 
 def _rotation_completed(deployment: Deployment, token: str) -> None:
-    """Secrets Manager, once the four steps succeeded, removes AWSPENDING from the version they made
-    current ("our backend cleans up the pending label on rotation completion, outside the rotation
-    lambda": aws-samples/aws-secrets-manager-rotation-lambdas#145). `infra.rotation_driver` leaves
-    it there until the next rotation begins; a hand edit meanwhile would then leave AWSPENDING on a
-    version that is no longer current, which AWS does not."""
+    """Secrets Manager, once the four steps succeeded, removes AWSPENDING from the rotation's version
+    ("our backend cleans up the pending label on rotation completion, outside the rotation lambda":
+    aws-samples/aws-secrets-manager-rotation-lambdas#145). `infra.rotation_driver` leaves it there
+    until the next rotation begins; a hand edit meanwhile would then leave AWSPENDING on a version
+    that is no longer current, and the next rotation would resume that one, which AWS does not."""
     client = boto3.client("secretsmanager")
     # When it does so is a scheduling point (the look); what it does is atomic, its own bookkeeping.
     labels = client.describe_secret(SecretId=deployment.secret_arn)["VersionIdsToStages"].get(token, [])
-    if PENDING in labels and CURRENT in labels:
+    if PENDING in labels:
         with unscheduled():
             SecretVersions(client, deployment.secret_arn).remove_label(PENDING, token)
 
