@@ -27,6 +27,7 @@ from infra.cli.rollback import rollback as rollback_command
 from infra.local_lambda import register_rotation_function
 from infra.rotation_driver import begin_rotation, run_steps
 from lambda_function.access_keys import AccessKeys
+from lambda_function.binding import Bindings
 from lambda_function.errors import RotationError
 from lambda_function.retirement_executor import retire
 from lambda_function.secret_versions import CURRENT, PENDING, SecretVersions
@@ -99,16 +100,16 @@ def retirement_run(deployment: Deployment, now: datetime) -> Actor:
 
     def run() -> None:
         settings = Settings.from_env()
-        user = settings.bound_user(deployment.secret_arn, deployment.secret_name)
-        assert user is not None, "the deployment binds its secret"
+        user = Bindings(settings, None).user_of(deployment.secret_arn, deployment.secret_name)
         secrets = SecretVersions(boto3.client("secretsmanager"), deployment.secret_arn)
         retire(AccessKeys(boto3.client("iam"), user), secrets, settings.retirement, now, _retirement_logger)
 
     return run
 
 
-def rollback(deployment: Deployment) -> Actor:
-    """An operator's ``ses-smtp-rotation rollback`` (the command's function; a refusal raises)."""
+def rollback(deployment: Deployment, now: datetime) -> Actor:
+    """An operator's ``ses-smtp-rotation rollback --function ... --yes`` at `now` (the command's
+    function; a refusal raises). The operator names the deployment."""
 
     def run() -> None:
         secretsmanager = boto3.client("secretsmanager")
@@ -117,6 +118,9 @@ def rollback(deployment: Deployment) -> Actor:
             boto3.client("iam"),
             boto3.client("lambda"),
             secretsmanager,
+            boto3.client("ssm"),
+            deployment.function_arn,
+            now,
         )
 
     return run

@@ -35,8 +35,9 @@ H = timedelta(hours=1)
 D = timedelta(days=1)
 
 
-def rollback(world: World) -> Actor:
-    return actors.rollback(world.deployment)
+def rollback_after(delta: timedelta) -> Role:
+    """The operator's rollback `delta` after the fresh state was made (the same clock as the run)."""
+    return Role("rollback", lambda world: actors.rollback(world.deployment, world.now + delta))
 
 
 def rotation(world: World) -> Actor:
@@ -62,13 +63,13 @@ def hand_edit(world: World) -> Actor:
 
 PAIRS = [
     # The grace period is over: the run deactivates the previous key the rollback restores.
-    Pair("rollback x retirement (deactivates)", Role("rollback", rollback), retirement_after(25 * H)),
+    Pair("rollback x retirement (deactivates)", rollback_after(25 * H), retirement_after(25 * H)),
     # The rollback window is over: the run deletes the Inactive previous key the rollback restores.
-    Pair("rollback x retirement (deletes)", Role("rollback", rollback), retirement_after(9 * D), retired=True),
+    Pair("rollback x retirement (deletes)", rollback_after(9 * D), retirement_after(9 * D), retired=True),
     # finishSecret deactivates the previous key at once; createSecret deletes keys to free a slot.
     Pair(
         "rollback x rotation (PREVIOUS_KEY_ACTIVE_HOURS=0)",
-        Role("rollback", rollback),
+        rollback_after(timedelta(0)),
         Role("rotation", rotation),
         settings={"PREVIOUS_KEY_ACTIVE_HOURS": "0"},
     ),
