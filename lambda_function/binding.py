@@ -60,9 +60,15 @@ class Bindings:
         """The IAM user bound to the secret `secret_arn`; raise InvalidSecretError (nothing changed)
         when the deployment binds no user to exactly this ARN, saying why."""
         explicit = self._settings.secret_bindings.get(secret_arn)
-        if explicit:
-            return explicit
         path = self._settings.binding_path
+        if explicit:
+            registered = self._registered(path + explicit) if path else None
+            if registered is not None and registered != secret_arn:
+                raise InvalidSecretError(
+                    f"IAM user {explicit} is bound to two secrets: {secret_arn} (SMTP_SECRET_BINDINGS) and "
+                    f"{registered} (the registry); nothing changed. Bind each user to one secret."
+                )
+            return explicit
         user = secret_name.removeprefix(NAME_PREFIX)
         registered = self._registered(path + user) if path and secret_name.startswith(NAME_PREFIX) else None
         if registered == secret_arn:
@@ -83,7 +89,8 @@ class Bindings:
         )
 
     def every(self) -> list[Bound]:
-        """Every secret the deployment binds: the registry's entries, then SMTP_SECRET_BINDINGS'."""
+        """Every secret the deployment binds: SMTP_SECRET_BINDINGS', then the registry's entries.
+        A user bound to two secrets (`bound_twice`) is listed with both."""
         found = [Bound(arn, user) for arn, user in self._settings.secret_bindings.items()]
         path = self._settings.binding_path
         if not path or self._ssm is None:
@@ -133,3 +140,9 @@ def check_encryption_key(secret_arn: str, kms_key_id: str | None, expected: str 
             f"Find who changed it in CloudTrail (UpdateSecret), then set it back: aws secretsmanager update-secret "
             f"--secret-id {secret_arn} --kms-key-id {expected or _AWS_MANAGED_KEY}"
         )
+
+
+def bound_twice(bound: list[Bound]) -> set[str]:
+    """The users (lower case: IAM names are case-insensitive) bound to more than one secret."""
+    users = [b.user.lower() for b in bound]
+    return {user for user in users if users.count(user) > 1}

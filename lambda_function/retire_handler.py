@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambda_function import aws_clients
 from lambda_function.access_keys import AccessKeys
 from lambda_function.alarm_topic import AlarmTopic
-from lambda_function.binding import Bindings, ParameterStore, check_encryption_key
+from lambda_function.binding import Bindings, ParameterStore, bound_twice, check_encryption_key
 from lambda_function.errors import (
     InvalidSecretError,
     InvalidSettingsError,
@@ -117,6 +117,7 @@ def run(
 ) -> Summary:
     """Retire the old keys of every secret this deployment binds, and report those it cannot."""
     bound = Bindings(settings, ssm).every()
+    twice = bound_twice(bound)
     found = [RotatedSecret(b.secret_arn, secret_name(b.secret_arn)) for b in bound]
     summary = Summary([s.name for s in found], [], [], [], [], [])
     metrics.add_metric(name="SecretsFound", unit=MetricUnit.Count, value=len(found))
@@ -126,6 +127,8 @@ def run(
         try:
             keys, versions = AccessKeys(iam, user), SecretVersions(secrets, secret.arn)
             problem, retirable = unmanaged(versions, targets, settings)
+            if user.lower() in twice:  # each secret's retirement would stop the other's live key
+                problem, retirable = f"its IAM user {user} is bound to another secret too", False
             decision = retire(keys, versions, settings.retirement, now, logger) if retirable else None
             if problem is None and decision is not None and decision.current_key_unusable:
                 problem = "its AWSCURRENT version names an access key its user no longer has, or an Inactive one"
@@ -164,6 +167,8 @@ def unmanaged(versions: SecretVersions, targets: Targets, settings: Settings) ->
         state = versions.describe()
     except InvalidSecretError:
         return "it no longer exists (deleted, or deleted and created again under its name: a new ARN)", False
+    if state.arn != versions.secret_id:  # a registry value that is a name, not the exact ARN
+        return f"the binding names {versions.secret_id}, not its exact ARN {state.arn}", False
     if state.scheduled_for_deletion:
         return "it is scheduled for deletion", False
     if state.rotation_function != targets.rotation_function_arn:

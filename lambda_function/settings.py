@@ -80,6 +80,13 @@ def _secret_bindings(env: Mapping[str, str]) -> dict[str, str]:
         raise InvalidSettingsError(
             'SMTP_SECRET_BINDINGS must be a JSON object {"<secret ARN>": "<IAM user name>", ...}.'
         )
+    users = [user.lower() for user in bindings.values()]  # IAM user names are case-insensitive
+    twice = sorted({user for user in users if users.count(user) > 1})
+    if twice:
+        raise InvalidSettingsError(
+            f"SMTP_SECRET_BINDINGS binds IAM user(s) {', '.join(twice)} to more than one secret; each user's keys "
+            "belong to one secret (another secret's live key would look like a failed rotation's)."
+        )
     names = sorted(k for k in bindings if not _SECRET_ARN.fullmatch(k))
     if names:
         raise InvalidSettingsError(

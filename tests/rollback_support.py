@@ -39,7 +39,8 @@ def rollback_in_process(
     capsys.readouterr()
     secret = secret_id or deployment.arn
     code = main(["rollback", "--secret-id", secret, "--function", deployment.function_arn, "--yes", "--json"])
-    return code, json.loads(capsys.readouterr().out)
+    # The report is the last line: a function run in this process meanwhile logs before it.
+    return code, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def snapshot(deployment: Deployment) -> tuple[dict[str, str], dict[str, list[str]], str]:

@@ -124,3 +124,19 @@ def test_a_secret_under_another_key_than_the_deployments_is_refused(
     with pytest.raises(InvalidSecretError, match="aws/secretsmanager"):
         invoke(step_event("createSecret", arn, token, None))
     assert keys_of(iam_client, iam_user) == {}
+
+
+@pytest.mark.usefixtures("smtp_ca")
+def test_a_user_bound_by_the_registry_and_by_hand_to_another_secret_is_refused(
+    iam_client: IAMClient, iam_user: str, ses_smtp: SesSmtpStandIn, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered = template_secret(iam_user, ses_smtp)
+    register(registry, iam_user, registered)
+    by_hand = sm().create_secret(
+        Name=f"mail/{iam_user}", SecretString=json.dumps({"iam_user_name": iam_user, "host": STANDIN_HOST})
+    )["ARN"]
+    monkeypatch.setenv("SMTP_SECRET_BINDINGS", json.dumps({by_hand: iam_user}))
+    token = begin_rotation(sm(), by_hand)
+    with pytest.raises(InvalidSecretError, match="bound to two secrets"):
+        invoke(step_event("createSecret", by_hand, token, None))
+    assert keys_of(iam_client, iam_user) == {}

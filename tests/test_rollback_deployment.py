@@ -127,3 +127,70 @@ def test_the_stack_names_the_deployment_through_its_function_output(
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["rotation_function"] == deployment.function_arn
     assert current(deployment.arn)["username"] == old
+
+
+def test_a_rotation_beginning_in_the_rollbacks_gap_never_leaves_awscurrent_on_a_deleted_key(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rollback re-read the labels; a rotation begins and its createSecret frees the slot of the
+    key the rollback reactivated; the rollback moves AWSCURRENT, finds the key gone, moves it back."""
+    from infra.rotation_driver import step_event
+    from tests.support import invoke
+    from tests.test_fresh_state import at_call
+
+    retired_after_rotation(deployment)
+    new = deployment.current_key()
+
+    def rotation_begins_and_creates() -> None:
+        token = begin_rotation(secrets_client(), deployment.arn, function_arn=deployment.function_arn)
+        invoke(step_event("createSecret", deployment.arn, token, None))
+
+    with at_call("before-call.secrets-manager.UpdateSecretVersionStage", rotation_begins_and_creates) as ran:
+        code, report = rollback_in_process(deployment, capsys)
+    assert ran and code == 1 and "moved back" in report["reason"]
+    assert current(deployment.arn)["username"] == new
+    deployment.check_invariants()  # AWSCURRENT's key exists and is Active
+
+
+def test_a_denied_move_says_who_may_roll_back_and_leaves_the_key_inactive_again(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support import aws_answers
+
+    old, new, _ = retired_after_rotation(deployment)
+    body = json.dumps({"__type": "AccessDeniedException", "message": "explicit deny in a resource-based policy"})
+    headers = {"Content-Type": "application/x-amz-json-1.1"}
+    with aws_answers("before-send.secrets-manager.UpdateSecretVersionStage", 400, body, headers):
+        code, report = rollback_in_process(deployment, capsys)
+    assert code == 1 and "SecretWriterArns" in report["reason"]
+    assert current(deployment.arn)["username"] == new
+    assert deployment.keys() == {old: "Inactive", new: "Active"}  # the reactivation was undone
+
+
+@pytest.mark.parametrize(
+    ("event", "code_name"),
+    [
+        ("before-send.secrets-manager.GetSecretValue", "AccessDeniedException"),
+        ("before-send.iam.UpdateAccessKey", "AccessDenied"),
+    ],
+)
+def test_an_aws_error_is_one_line_and_exit_3_never_a_traceback(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], event: str, code_name: str
+) -> None:
+    from infra.cli import main
+    from tests.support import aws_answers
+
+    retired_after_rotation(deployment)
+    if event.startswith("before-send.secrets-manager"):
+        body, headers = (
+            json.dumps({"__type": code_name, "message": "no"}),
+            {"Content-Type": "application/x-amz-json-1.1"},
+        )
+    else:
+        body = f"<ErrorResponse><Error><Type>Sender</Type><Code>{code_name}</Code><Message>no</Message></Error>"
+        body, headers = body + "</ErrorResponse>", {}
+    capsys.readouterr()
+    with aws_answers(event, 403, body, headers):
+        code = main(["rollback", "--secret-id", deployment.arn, "--function", deployment.function_arn, "--yes"])
+    err = capsys.readouterr().err
+    assert code == 3 and err.count("\n") == 1 and err.startswith(f"Error: {code_name}")

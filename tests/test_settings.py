@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lambda_function.errors import InvalidSettingsError
@@ -74,3 +76,10 @@ def test_malformed_secret_bindings_are_a_clear_error(raw: str) -> None:
 def test_bad_binding_path_or_kms_key_is_a_clear_error(env: dict[str, str], problem: str) -> None:
     with pytest.raises(InvalidSettingsError, match=problem):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("second", ["app-a", "APP-A"])  # IAM user names are case-insensitive
+def test_a_user_bound_to_two_secrets_is_refused(second: str) -> None:
+    bindings = {ARN_OF("mail/one"): "app-a", ARN_OF("mail/two"): second}
+    with pytest.raises(InvalidSettingsError, match="more than one secret"):
+        Settings.from_env({"SMTP_SECRET_BINDINGS": json.dumps(bindings)})

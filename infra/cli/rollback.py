@@ -38,17 +38,19 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.cli.printable import printable
 from infra.cli.rollback_binding import Binding, deployment_binding, function_of_stack
 from lambda_function.access_keys import AccessKeys
-from lambda_function.errors import InvalidSecretError, RollbackRefusedError
+from lambda_function.errors import InvalidSecretError, RollbackRefusedError, aws_error_code, explain_aws_error
 from lambda_function.retirement import Kind, decide
 from lambda_function.retirement_executor import read_state
 from lambda_function.secret_document import SecretDocument
 from lambda_function.secret_versions import CURRENT, PENDING, PREVIOUS, SecretState, SecretVersions
 
+# Exit codes: 0 rolled back, 1 refused (nothing changed), 2 usage, 3 an AWS error (one line).
+AWS_ERROR = 3
 # The retirement function runs every hour: a key whose deletion is due before then is not restored.
 RETIREMENT_RUN_INTERVAL = timedelta(hours=1)
 
@@ -245,10 +247,11 @@ def rollback(
     moved = CURRENT not in stages.get(found.from_version, []) or PREVIOUS not in stages.get(found.to_version, [])
     pending = next((v for v, labels in stages.items() if PENDING in labels and CURRENT not in labels), None)
     if moved or pending is not None:
+        _undo_reactivation(reactivated, keys, secrets, found.key_id)
         raise Refused(
             f"The labels of {found.secret} moved while rolling back (a rotation, another rollback or an edit); "
             "AWSCURRENT was not moved. Run the command again to decide from the new state.",
-            replace(found, reactivated=reactivated),
+            found,
         )
     stale_pending = PENDING in stages.get(found.from_version, [])
     try:
@@ -256,22 +259,42 @@ def rollback(
             secrets.remove_label(PENDING, found.from_version)
         secrets.promote(found.to_version, found.from_version)
     except ClientError as error:
+        _undo_reactivation(reactivated, keys, secrets, found.key_id)
+        code = aws_error_code(error)
+        if "AccessDenied" in code:
+            raise Refused(
+                f"Moving AWSCURRENT of {found.secret} was denied ({code}): the secret's resource policy lets only "
+                "the rotation function's role and the stack's SecretWriterArns move its labels. Run the command "
+                "as one of those principals; nothing was changed.",
+                found,
+            ) from None
         raise Refused(
-            f"Moving AWSCURRENT of {found.secret} failed ({error.response.get('Error', {}).get('Code', 'error')}): its "
-            "labels moved meanwhile. Run the command again to decide from the new state.",
-            replace(found, reactivated=reactivated),
+            f"Moving AWSCURRENT of {found.secret} failed ({code}): its labels moved meanwhile. Nothing was "
+            "changed; run the command again to decide from the new state.",
+            found,
         ) from None
     restored = keys.get(found.key_id)
-    if restored is not None and restored.status != "Active":  # stopped by a retirement run meanwhile
+    if restored is None:  # a rotation that began meanwhile freed its slot: move AWSCURRENT back
+        secrets.promote(found.from_version, found.to_version)
+        raise Refused(
+            f"Access key {found.key_id} was deleted while rolling back (a rotation began meanwhile), so AWSCURRENT "
+            f"was moved back to {found.from_version}; nothing is changed. Let the rotation finish.",
+            found,
+        )
+    if restored.status != "Active":  # stopped by a retirement run meanwhile
         keys.activate(found.key_id)
         reactivated = True
-    if restored is None:
-        raise Refused(
-            f"Access key {found.key_id} was deleted while rolling back; AWSCURRENT now names it. Rotate "
-            f"{found.secret} at once: aws secretsmanager rotate-secret --secret-id {found.secret}",
-            replace(found, reactivated=reactivated),
-        )
     return replace(found, reactivated=reactivated, removed_stale_pending=stale_pending)
+
+
+def _undo_reactivation(reactivated: bool, keys: AccessKeys, secrets: SecretVersions, key_id: str) -> None:
+    """Make a key this command reactivated Inactive again when the rollback does not happen,
+    unless AWSCURRENT names it by now (then it must stay Active)."""
+    if not reactivated:
+        return
+    current = _json_object(secrets.value(CURRENT)).get("username")
+    if current != key_id:
+        keys.deactivate(key_id)
 
 
 def _print_plan(found: Rollback) -> None:
@@ -349,6 +372,10 @@ def run(args: argparse.Namespace) -> int:
         refused, result = str(error), error.found
     except RollbackRefusedError as error:  # the named stack is not a deployment
         refused, result = str(error), Rollback(args.secret_id, None, None, None, None, None)
+    except (ClientError, BotoCoreError) as error:  # denied, throttled, unreachable: one line, no traceback
+        code, reason = explain_aws_error(error)
+        print(f"Error: {printable(code)}: {printable(reason)}", file=sys.stderr)
+        return AWS_ERROR
     if args.json:
         print(json.dumps({"status": "refused" if refused else "rolled-back", "reason": refused, **asdict(result)}))
     else:
@@ -367,7 +394,8 @@ def register(subparsers: Any) -> None:
             "and an endpoint the deployment allows is restored. Shows the plan and asks first (--yes for "
             "scripts). Refuses, changing nothing (exit 1), once the key is deleted or due for deletion, while a "
             "rotation is in progress, when a version names another user or endpoint, or when the secret "
-            "already looks rolled back. Works against moto with AWS_ENDPOINT_URL."
+            "already looks rolled back. An AWS error (denied, throttled, unreachable) is one line and exit 3. "
+            "Works against moto with AWS_ENDPOINT_URL."
         ),
     )
     parser.add_argument("--secret-id", required=True, help="the secret's name or ARN")

@@ -86,6 +86,7 @@ def test_only_the_rotation_role_and_listed_principals_may_write_each_secret(stac
                 "secretsmanager:DeleteResourcePolicy",
                 "secretsmanager:DeleteSecret",
                 "secretsmanager:CancelRotateSecret",
+                "secretsmanager:RotateSecret",
             ],
             "Resource": "*",
             "Condition": {
@@ -99,8 +100,11 @@ def test_only_the_rotation_role_and_listed_principals_may_write_each_secret(stac
             "Principal": "*",
             "Action": "secretsmanager:RotateSecret",
             "Resource": "*",
+            # Denied only when the call names a function (Null false) and it is another one: with
+            # "...IfExists" IAM takes a missing key as a match, denying every "rotate now".
             "Condition": {
-                "StringNotEqualsIfExists": {"secretsmanager:RotationLambdaARN": f"<GetAtt {FUNCTION_ID}.Arn>"}
+                "Null": {"secretsmanager:RotationLambdaARN": "false"},
+                "StringNotEquals": {"secretsmanager:RotationLambdaARN": f"<GetAtt {FUNCTION_ID}.Arn>"},
             },
         }
         # The Allows name the deployment's two roles only (their actions: the role tests above).
@@ -202,3 +206,28 @@ def test_every_action_and_condition_key_of_each_secret_policy_exists_for_secrets
                         assert {a.split(":")[1].lower() for a in actions} <= ACTION_KEYS[key], (key, actions)
                     else:
                         assert key in GLOBAL_KEYS or key in resource_keys, key
+
+
+def test_the_write_boundary_by_iams_rules_rotate_now_stays_open_to_writers_only(stack: Stack) -> None:
+    from tests.template.policy_eval import denied
+
+    rotation_role = "<GetAtt RotationFunctionRole.Arn>"
+    writers = [arn for arn in stack.parameters["SecretWriterArns"].split(",") if arn] or [rotation_role]
+    stranger = f"arn:aws:iam::{ACCOUNT}:role/developer"
+    ours = f"<GetAtt {FUNCTION_ID}.Arn>"
+    other = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:elsewhere"
+    for user in listed_users(stack):
+        _, policy = stack.nested[user.stack_id].only("AWS::SecretsManager::ResourcePolicy")
+        statements = policy["ResourcePolicy"]["Statement"]
+        for writer in writers:
+            # "Rotate now" (no function named) and naming the deployment's function: allowed.
+            assert not denied(statements, "secretsmanager:RotateSecret", {"aws:PrincipalArn": [writer]})
+            context = {"aws:PrincipalArn": [writer], "secretsmanager:RotationLambdaARN": [ours]}
+            assert not denied(statements, "secretsmanager:RotateSecret", context)
+            # Naming another function: denied to everyone.
+            context = {"aws:PrincipalArn": [writer], "secretsmanager:RotationLambdaARN": [other]}
+            assert denied(statements, "secretsmanager:RotateSecret", context)
+        for action in ("RotateSecret", "PutSecretValue", "UpdateSecret", "PutResourcePolicy", "DeleteSecret"):
+            assert denied(statements, f"secretsmanager:{action}", {"aws:PrincipalArn": [stranger]}), action
+            via_stack = {"aws:PrincipalArn": [stranger], "aws:CalledVia": ["cloudformation.amazonaws.com"]}
+            assert not denied(statements, f"secretsmanager:{action}", via_stack), action  # stack updates work
