@@ -59,6 +59,9 @@ class Unneeded:
     why: str
 
 
+# Not in it: the functions' KmsKeyArn, the log groups' KmsKeyId and the topic's KmsMasterKeyId, which
+# the template writes when KmsKeyArn is given. Without a key, the KMS actions go (no kms:key in the
+# deployment); logs:AssociateKmsKey and logs:DisassociateKmsKey stay (a key given or taken away later).
 UNNEEDED = [
     Unneeded(
         "AWS::IAM::User",
@@ -95,12 +98,6 @@ UNNEEDED = [
         ("ManagedPolicyArns",),
         frozenset({"iam:AttachGroupPolicy", "iam:DetachGroupPolicy"}),
         "the sending group holds an inline policy only",
-    ),
-    Unneeded(
-        "AWS::Lambda::Function",
-        ("KmsKeyArn", "Code/SourceKMSKeyArn"),
-        frozenset({"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"}),
-        "the functions' environment and code are not encrypted with a customer managed key",
     ),
     Unneeded(
         "AWS::Lambda::Function",
@@ -145,12 +142,6 @@ UNNEEDED = [
             {"ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"}
         ),
         "the functions run outside a VPC",
-    ),
-    Unneeded(
-        "AWS::Logs::LogGroup",
-        ("KmsKeyId",),
-        frozenset({"logs:AssociateKmsKey", "logs:DisassociateKmsKey"}),
-        "the log groups are not encrypted with a customer managed key",
     ),
     Unneeded(
         "AWS::Logs::LogGroup",

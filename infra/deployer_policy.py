@@ -227,15 +227,21 @@ def managed_stack_types() -> set[str]:
     return {str(resource["Type"]) for resource in managed_stack_template()["Resources"].values()}
 
 
+# SAM CLI creates its managed stack when it is missing and otherwise only reads it (`sam deploy`:
+# samcli/lib/utils/managed_cloudformation_stack.py, manage_stack and _create_or_get_stack); it never
+# updates it (update_stack there serves `sam pipeline bootstrap`). A failed creation rolls back.
+MANAGED_STACK_HANDLERS = ("create", "read", "delete")
+
+
 def managed_bucket_actions() -> list[str]:
-    """What CloudFormation's handlers of the managed stack's types call on its bucket (S3 only: the
-    grant names the bucket, which no other service's action applies to)."""
+    """What CloudFormation's create, read and delete handlers of the managed stack's types call on
+    its bucket (S3 only: the grant names the bucket, which no other service's action applies to)."""
     return sorted(
         {
             p
             for t in managed_stack_types()
-            for permissions in handler_permissions()[t].values()
-            for p in permissions
+            for handler in MANAGED_STACK_HANDLERS
+            for p in handler_permissions()[t][handler]
             if p.startswith("s3:") and IAM_ACTION.fullmatch(p)
         }
     )

@@ -124,9 +124,14 @@ REFERENCES: dict[tuple[str, str], Reference] = {
     ("AWS::Scheduler::Schedule", "Target/RoleArn"): Reference("iam:role", passed_to="scheduler.amazonaws.com"),
     # The function's code, where `sam deploy` uploaded it.
     ("AWS::Lambda::Function", "Code"): Reference("s3:object", "arn:{partition}:s3:::{S3Bucket}/{S3Key}"),
-    # A customer managed key, used by the resource's service on the deployer's behalf.
+    # A customer managed key, used by the resource's service on the deployer's behalf (and only
+    # through it): Lambda for the functions' environment, Secrets Manager for the secrets, CloudWatch
+    # Logs for the log groups, SNS for the topic. (The handlers of the last two list no KMS action:
+    # the key policy lets those services' principals use the key, and they grant nothing here.)
     ("AWS::Lambda::Function", "KmsKeyArn"): Reference("kms:key", via_service="lambda"),
     ("AWS::SecretsManager::Secret", "KmsKeyId"): Reference("kms:key", via_service="secretsmanager"),
+    ("AWS::Logs::LogGroup", "KmsKeyId"): Reference("kms:key", via_service="logs"),
+    ("AWS::SNS::Topic", "KmsMasterKeyId"): Reference("kms:key", via_service="sns"),
     # What an attachment attaches to.
     ("AWS::IAM::RolePolicy", "RoleName"): Reference("iam:role", "arn:{partition}:iam::{account}:role/{value}"),
     # An existing group (SendingGroupExists) is at the path "/", like the SES console's.

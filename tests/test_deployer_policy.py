@@ -25,7 +25,7 @@ import pytest
 import samcli  # type: ignore[import-untyped]
 
 from infra import deployer_needs, deployer_policy
-from infra.deployer_resources import NAMING, REPO, DeploymentError, Target
+from infra.deployer_resources import NAMING, REPO, DeploymentError, Target, deployment
 from infra.language_extensions import expand
 from tests.template.resolver import ACCOUNT, REGION, STACK, Stack, deploy, load_template, transformed
 from tests.template.support import BOUNDARY, CONFIGURATIONS, KMS_KEY
@@ -411,11 +411,35 @@ def test_without_a_kms_key_no_kms_action_is_granted() -> None:
     assert [a for a in granted(DEFAULT) if a.startswith("kms:")] == []
 
 
-def test_a_kms_key_is_used_only_through_secrets_manager_for_the_deployments_secrets() -> None:
+def test_a_kms_key_is_used_only_through_the_service_that_needs_it() -> None:
+    # The deployment's key encrypts the secrets, and (since the key's use was widened in the
+    # template) the functions' environment (KmsKeyArn), the log groups (KmsKeyId) and the alarm
+    # topic (KmsMasterKeyId). The deployer uses it through Secrets Manager for the secrets (their
+    # values) and through Lambda for the environment (the function handlers' KMS calls); the log
+    # groups' and the topic's handlers list no KMS action (CloudWatch Logs, CloudWatch and
+    # EventBridge use the key as service principals, by the key policy), so no statement goes through
+    # them, and a KMS call through any other service is refused.
     document = policy_for("adopt-user-kms-identity")
-    (statement,) = [s for s in document["Statement"] if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+    kms = [s for s in document["Statement"] if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+    through = {s["Condition"]["StringLike"]["kms:ViaService"]: s for s in kms}
+    assert sorted(through) == ["lambda.*.amazonaws.com", "secretsmanager.*.amazonaws.com"]
+    assert all(s["Resource"] == KMS_KEY and all(a.startswith("kms:") for a in s["Action"]) for s in kms)
+    environment = through["lambda.*.amazonaws.com"]
+    assert sorted(environment["Action"]) == [
+        "kms:CreateGrant",
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+    ]
+    assert allows(document, "kms:CreateGrant", KMS_KEY, {"kms:ViaService": f"lambda.{REGION}.amazonaws.com"})
+    for service in ("logs", "sns", "s3"):
+        assert not allows(document, "kms:Decrypt", KMS_KEY, {"kms:ViaService": f"{service}.{REGION}.amazonaws.com"})
+    assert not allows(
+        document, "kms:CreateGrant", KMS_KEY, {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}
+    )
+    statement = through["secretsmanager.*.amazonaws.com"]
     assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
-    assert statement["Resource"] == KMS_KEY
     secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ses-smtp/ses-smtp-user.20240101-120000-AbC123"
     through = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com", "kms:EncryptionContext:SecretARN": secret}
     assert allows(document, "kms:GenerateDataKey", KMS_KEY, through)
@@ -424,6 +448,23 @@ def test_a_kms_key_is_used_only_through_secrets_manager_for_the_deployments_secr
     )
     other = {**through, "kms:EncryptionContext:SecretARN": secret.replace("ses-smtp/", "prod/")}
     assert not allows(document, "kms:Decrypt", KMS_KEY, other)
+
+
+def test_each_resource_the_key_encrypts_names_it_through_its_own_service() -> None:
+    (configuration,) = [c for c in CONFIGURATIONS if c.name == "adopt-user-kms-identity"]
+    resources = deployment(Target(STACK, dict(configuration.parameters)))
+    services = {
+        "AWS::Lambda::Function": "lambda",
+        "AWS::SecretsManager::Secret": "secretsmanager",
+        "AWS::Logs::LogGroup": "logs",
+        "AWS::SNS::Topic": "sns",
+    }
+    naming = [r for r in resources if "kms:key" in r.arns]
+    assert {r.type for r in naming} == set(services)
+    for resource in naming:
+        assert resource.arns["kms:key"] == (KMS_KEY,)
+        via = resource.conditions["kms:key"]["StringLike"]["kms:ViaService"]
+        assert via == f"{services[resource.type]}.*.amazonaws.com", resource.path
 
 
 def test_with_a_permissions_boundary_a_role_or_user_is_created_or_widened_only_within_it() -> None:
@@ -459,7 +500,10 @@ def test_users_are_named_exactly_at_the_root_path_and_by_their_path_elsewhere(us
 
 
 def test_the_policy_does_not_grow_with_the_users_beyond_their_names() -> None:
-    # IAM allows 10,240 characters (whitespace not counted) in a role's inline policies.
+    # IAM allows 10,240 characters (whitespace not counted) in a role's inline policies. The
+    # template's registry parameters, fourth alarm, on-failure destination and KMS key for the log
+    # groups took 25 users to 10,469; the managed stack's update-only S3 actions, which `sam deploy`
+    # never needs (it creates that stack or reads it), bring it to 10,021 (9,158 with one user).
     def size(users: int) -> int:
         names = ",".join(f"app-mailer-{i:02}" for i in range(users))
         return len(json.dumps(deployer_policy.policy(Target(STACK, {"SmtpUserNames": names})), separators=(",", ":")))
