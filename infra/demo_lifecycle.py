@@ -188,6 +188,7 @@ class RetirementRuns:
         self.held = 0
 
     def run(self) -> None:
+        held = self.held
         invocation = self._demo.retirement.invoke({"source": "aws.scheduler"})
         if invocation.failed:
             raise DemoError(f"The retirement function failed: {invocation.error_type}: {invocation.error_message}")
@@ -203,15 +204,20 @@ class RetirementRuns:
             self._last[key] = (action, role)
             reason = self._clock.relative_text(str(record.get("reason", "")))
             say(f"   {self._clock.stamp()}  retirement function: {key} {action.upper()} ({role}): {reason}")
-        self._show_alarms()
+        self._show_alarms(expected=held < self.held)
 
-    def _show_alarms(self) -> None:
+    def _show_alarms(self, *, expected: bool) -> None:
+        """What the alarm topic received; when this run held a key, wait up to a second for its
+        message (on a busy machine the queue may show it a moment later)."""
         sqs = boto3.client("sqs")
-        received = sqs.receive_message(QueueUrl=self._demo.alarm_queue_url, MaxNumberOfMessages=10)
+        wait = 1 if expected else 0
+        received = sqs.receive_message(
+            QueueUrl=self._demo.alarm_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
+        )
         for message in received.get("Messages", []):
             subject = json.loads(message["Body"]).get("Subject", "")
             say(f"   {self._clock.stamp()}  alarm topic: {subject!r}")
-            sqs.delete_message(QueueUrl=self._demo.alarm_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
 
 
 def _records(log: str) -> list[dict[str, Any]]:
