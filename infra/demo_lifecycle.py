@@ -217,7 +217,7 @@ class RetirementRuns:
         for message in received.get("Messages", []):
             subject = json.loads(message["Body"]).get("Subject", "")
             say(f"   {self._clock.stamp()}  alarm topic: {subject!r}")
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            sqs.delete_message(QueueUrl=self._demo.alarm_queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def _records(log: str) -> list[dict[str, Any]]:
