@@ -69,8 +69,11 @@ scan: $(CHECKOV_VENV)/.installed
 typecheck: setup
 	$(BIN)/mypy
 
+# Two workers (these machines have 2 cores); a file's tests stay on one worker, so each file's
+# module fixtures start once. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 2
 unit: setup node-deps system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 
