@@ -72,8 +72,10 @@ typecheck: setup
 # Two workers (these machines have 2 cores); a file's tests stay on one worker, so each file's
 # module fixtures start once. PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= 2
+# The demo's tests time compressed durations (seconds): they run alone, after the rest.
 unit: setup node-deps system-packages
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore tests/test_demo.py
+	$(BIN)/pytest tests/test_demo.py
 
 test: lint typecheck unit
 
