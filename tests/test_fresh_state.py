@@ -59,6 +59,23 @@ def at_call(event_name: str, other: Callable[[], object], occurrence: int = 1) -
         yield ran
 
 
+def rolled_back_by_hand(deployment: Deployment, key: str) -> Callable[[], None]:
+    """An operator rolling back without the command: reactivate `key`, move AWSCURRENT to
+    AWSPREVIOUS's version (as it is now, when the returned function is made)."""
+    previous = version_with(deployment.arn, "AWSPREVIOUS")
+
+    def roll_back() -> None:
+        deployment.iam.update_access_key(UserName=deployment.user, AccessKeyId=key, Status="Active")
+        secrets_client().update_secret_version_stage(
+            SecretId=deployment.arn,
+            VersionStage="AWSCURRENT",
+            MoveToVersionId=previous,
+            RemoveFromVersionId=version_with(deployment.arn, "AWSCURRENT"),
+        )
+
+    return roll_back
+
+
 def edit(arn: str, **fields: str) -> None:
     """An operator's hand edit: a new AWSCURRENT version keeping the credentials."""
     secrets_client().put_secret_value(SecretId=arn, SecretString=json.dumps({**current(arn), **fields}))
@@ -110,16 +127,7 @@ def test_a_rollback_by_hand_between_createsecrets_decision_and_its_deletion_dele
 ) -> None:
     old, _, _ = retired_after_rotation(deployment)
     token = begin_rotation(secrets_client(), deployment.arn, function_arn=deployment.function_arn)
-    previous = version_with(deployment.arn, "AWSPREVIOUS")
-
-    def roll_back_by_hand() -> None:
-        deployment.iam.update_access_key(UserName=deployment.user, AccessKeyId=old, Status="Active")
-        secrets_client().update_secret_version_stage(
-            SecretId=deployment.arn,
-            VersionStage="AWSCURRENT",
-            MoveToVersionId=previous,
-            RemoveFromVersionId=version_with(deployment.arn, "AWSCURRENT"),
-        )
+    roll_back_by_hand = rolled_back_by_hand(deployment, old)
 
     # createSecret decided to delete the old key (AWSCURRENT named the new one); the operator moves
     # AWSCURRENT back before createSecret re-reads it.
@@ -195,16 +203,7 @@ def test_a_deletion_decided_before_an_operator_restored_the_key_by_hand_is_not_c
     """A deletion cannot be undone: the run re-reads the labels right before it and skips it."""
     old, _, _ = retired_after_rotation(deployment)
     deployment.time_passes(8 * 24 * H)  # the rollback window is over: the run decides to delete it
-    previous = version_with(deployment.arn, "AWSPREVIOUS")
-
-    def roll_back_by_hand() -> None:
-        deployment.iam.update_access_key(UserName=deployment.user, AccessKeyId=old, Status="Active")
-        secrets_client().update_secret_version_stage(
-            SecretId=deployment.arn,
-            VersionStage="AWSCURRENT",
-            MoveToVersionId=previous,
-            RemoveFromVersionId=version_with(deployment.arn, "AWSCURRENT"),
-        )
+    roll_back_by_hand = rolled_back_by_hand(deployment, old)
 
     # The 1st DescribeSecret asks whether the secret is looked after; the 2nd is the re-check.
     with at_call("before-call.secrets-manager.DescribeSecret", roll_back_by_hand, 2) as ran:
